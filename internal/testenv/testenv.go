@@ -1,0 +1,159 @@
+// Package testenv runs ebpfnet's kernel tests where they cannot harm the
+// machine: in network namespaces the tests create, on veth pairs the tests
+// create, with addresses from the documentation ranges.
+//
+// Main re-executes the test binary in a new network and mount namespace, so
+// that nothing a test attaches can reach the machine's own interfaces, and
+// everything it created disappears with the process.
+package testenv
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"runtime"
+	"syscall"
+	"testing"
+
+	"github.com/cilium/ebpf"
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+)
+
+// EnvPrivileged set to "require" turns a missing privilege into a failure.
+const EnvPrivileged = "EBPFNET_PRIVILEGED"
+
+const envIsolated = "EBPFNET_TEST_ISOLATED"
+
+// Main runs the tests of a package with kernel tests. As root, it runs them
+// in a child process born in a new network namespace (only lo in it) and a
+// private mount namespace with its own /sys and BPF filesystem.
+func Main(m *testing.M) {
+	if os.Geteuid() != 0 {
+		os.Exit(m.Run())
+	}
+	if os.Getenv(envIsolated) == "" {
+		os.Exit(reexecIsolated())
+	}
+	// Processes the tests start from here (go test -fuzz workers) inherit
+	// the namespaces and mounts.
+	if os.Getenv(envIsolated) == "new" {
+		if err := setupIsolated(); err != nil {
+			fmt.Fprintln(os.Stderr, "testenv:", err)
+			os.Exit(1)
+		}
+		os.Setenv(envIsolated, "ready")
+	}
+	os.Exit(m.Run())
+}
+
+func reexecIsolated() int {
+	cmd := exec.Command("/proc/self/exe", os.Args[1:]...)
+	cmd.Args[0] = os.Args[0]
+	cmd.Env = append(os.Environ(), envIsolated+"=new")
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{
+		Cloneflags:   unix.CLONE_NEWNET | unix.CLONE_NEWNS,
+		Unshareflags: unix.CLONE_NEWNS, // makes the mount tree private
+		Pdeathsig:    syscall.SIGKILL,
+	}
+	err := cmd.Run()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return ee.ExitCode()
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "testenv: run tests in a new network namespace:", err)
+		return 1
+	}
+	return 0
+}
+
+func setupIsolated() error {
+	// sysfs shows the network namespace of whoever mounted it.
+	if err := unix.Mount("sysfs", "/sys", "sysfs", 0, ""); err != nil {
+		return fmt.Errorf("mount /sys: %w", err)
+	}
+	if err := unix.Mount("bpf", "/sys/fs/bpf", "bpf", 0, "mode=0700"); err != nil {
+		return fmt.Errorf("mount /sys/fs/bpf: %w", err)
+	}
+	lo, err := netlink.LinkByName("lo")
+	if err != nil {
+		return err
+	}
+	return netlink.LinkSetUp(lo)
+}
+
+// Privileged stops t unless the process can load BPF programs and manage
+// network interfaces: a skip, or a failure when EBPFNET_PRIVILEGED=require.
+func Privileged(t testing.TB) {
+	t.Helper()
+	reason := ""
+	switch {
+	case os.Geteuid() != 0:
+		reason = "needs root (CAP_BPF and CAP_NET_ADMIN)"
+	case os.Getenv(envIsolated) == "":
+		reason = "needs testenv.Main in the package's TestMain"
+	default:
+		m, err := ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.Array, KeySize: 4, ValueSize: 4, MaxEntries: 1})
+		if err != nil {
+			reason = fmt.Sprintf("cannot create a BPF map: %v", err)
+		} else {
+			m.Close()
+		}
+	}
+	if reason == "" {
+		return
+	}
+	if os.Getenv(EnvPrivileged) == "require" {
+		t.Fatalf("%s=require, but this test %s", EnvPrivileged, reason)
+	}
+	t.Skipf("%s (set %s=require to fail instead)", reason, EnvPrivileged)
+}
+
+// NewNetns returns a new, empty network namespace, closed when t ends.
+func NewNetns(t testing.TB) netns.NsHandle {
+	t.Helper()
+	var ns netns.NsHandle
+	err := onLockedThread(func() error {
+		orig, err := netns.Get()
+		if err != nil {
+			return err
+		}
+		defer orig.Close()
+		ns, err = netns.New()
+		if err != nil {
+			return err
+		}
+		return netns.Set(orig)
+	})
+	if err != nil {
+		t.Fatalf("new network namespace: %v", err)
+	}
+	t.Cleanup(func() { ns.Close() })
+	return ns
+}
+
+// RunIn calls fn on a thread inside ns. Sockets fn opens belong to ns for
+// their whole life, wherever they are used afterwards.
+func RunIn(ns netns.NsHandle, fn func() error) error {
+	return onLockedThread(func() error {
+		if err := netns.Set(ns); err != nil {
+			return fmt.Errorf("enter network namespace: %w", err)
+		}
+		return fn()
+	})
+}
+
+// onLockedThread runs fn on a thread of its own and lets that thread die
+// afterwards, so a thread whose namespace fn changed is never reused.
+func onLockedThread(fn func() error) error {
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread exits with the goroutine
+		errc <- fn()
+	}()
+	return <-errc
+}

@@ -1,0 +1,210 @@
+package testenv
+
+import (
+	"encoding/binary"
+	"fmt"
+	"io"
+	"net"
+	"testing"
+	"time"
+
+	"golang.org/x/net/icmp"
+	"golang.org/x/net/ipv4"
+	"golang.org/x/sys/unix"
+)
+
+// Header lengths for computing the frame sizes the kernel counts.
+const (
+	EthLen  = 14
+	IPv4Len = 20
+	IPv6Len = 40
+	UDPLen  = 8
+	ICMPLen = 8
+	VLANLen = 4
+)
+
+// UDPFrameLen is the length of a frame carrying one UDP datagram.
+func UDPFrameLen(v6 bool, payload int) uint64 {
+	if v6 {
+		return uint64(EthLen + IPv6Len + UDPLen + payload)
+	}
+	return uint64(EthLen + IPv4Len + UDPLen + payload)
+}
+
+// SendUDP sends n datagrams of payload bytes from the peer to the local
+// end (fromPeer) or back, to a socket listening on the other end, and waits
+// until all have arrived. Every datagram is one frame.
+func (p *Pair) SendUDP(t testing.TB, v6, fromPeer bool, n, payload int) {
+	t.Helper()
+	network, src, dst := "udp4", PeerIPv4, LocalIPv4
+	if v6 {
+		network, src, dst = "udp6", PeerIPv6, LocalIPv6
+	}
+	if !fromPeer {
+		src, dst = dst, src
+	}
+	var rx, tx *net.UDPConn
+	listen := func() (err error) {
+		rx, err = net.ListenUDP(network, &net.UDPAddr{IP: dst})
+		return err
+	}
+	dial := func() (err error) {
+		tx, err = net.DialUDP(network, &net.UDPAddr{IP: src}, rx.LocalAddr().(*net.UDPAddr))
+		return err
+	}
+	if fromPeer {
+		p.must(t, listen())
+		p.must(t, RunIn(p.PeerNS, dial))
+	} else {
+		p.must(t, RunIn(p.PeerNS, listen))
+		p.must(t, dial())
+	}
+	defer rx.Close()
+	defer tx.Close()
+	_ = rx.SetReadBuffer(4 << 20)
+
+	buf := make([]byte, payload)
+	got := make(chan int, 1)
+	go func() {
+		r, b := 0, make([]byte, 65536)
+		_ = rx.SetReadDeadline(time.Now().Add(10 * time.Second))
+		for r < n {
+			if _, err := rx.Read(b); err != nil {
+				break
+			}
+			r++
+		}
+		got <- r
+	}()
+	for i := 0; i < n; i++ {
+		if _, err := tx.Write(buf); err != nil {
+			t.Fatalf("send datagram %d: %v", i, err)
+		}
+	}
+	if r := <-got; r != n {
+		t.Fatalf("%d of %d datagrams arrived", r, n)
+	}
+}
+
+// Ping sends n ICMP echo requests of payload bytes from the peer to the
+// local end and waits for every reply: n frames received and n transmitted
+// by the local end, each UDPFrameLen(false, payload) long (ICMP's header is
+// as long as UDP's).
+func (p *Pair) Ping(t testing.TB, n, payload int) {
+	t.Helper()
+	var c *icmp.PacketConn
+	p.must(t, RunIn(p.PeerNS, func() (err error) {
+		c, err = icmp.ListenPacket("ip4:icmp", PeerIPv4.String())
+		return err
+	}))
+	defer c.Close()
+	for i := 0; i < n; i++ {
+		msg := icmp.Message{Type: ipv4.ICMPTypeEcho, Body: &icmp.Echo{ID: 0xeb, Seq: i, Data: make([]byte, payload)}}
+		b, err := msg.Marshal(nil)
+		p.must(t, err)
+		if _, err := c.WriteTo(b, &net.IPAddr{IP: LocalIPv4}); err != nil {
+			t.Fatalf("echo request %d: %v", i, err)
+		}
+		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		rb := make([]byte, 1500)
+		for {
+			m, _, err := c.ReadFrom(rb)
+			if err != nil {
+				t.Fatalf("echo reply %d: %v", i, err)
+			}
+			if rm, err := icmp.ParseMessage(1, rb[:m]); err == nil && rm.Type == ipv4.ICMPTypeEchoReply {
+				break
+			}
+		}
+	}
+}
+
+// TCPTransfer sends size bytes over a TCP connection from the peer to the
+// local end and waits until they have all been read and the connection is
+// closed on both sides.
+func (p *Pair) TCPTransfer(t testing.TB, size int) {
+	t.Helper()
+	ln, err := net.ListenTCP("tcp4", &net.TCPAddr{IP: LocalIPv4})
+	p.must(t, err)
+	defer ln.Close()
+	done := make(chan error, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			done <- err
+			return
+		}
+		defer c.Close()
+		nr, err := io.Copy(io.Discard, c)
+		if err == nil && nr != int64(size) {
+			err = fmt.Errorf("read %d of %d bytes", nr, size)
+		}
+		done <- err
+	}()
+	var c net.Conn
+	p.must(t, RunIn(p.PeerNS, func() (err error) {
+		c, err = net.DialTimeout("tcp4", ln.Addr().String(), 5*time.Second)
+		return err
+	}))
+	_, err = c.Write(make([]byte, size))
+	p.must(t, err)
+	p.must(t, c.(*net.TCPConn).CloseWrite())
+	p.must(t, <-done)
+	// Wait for the peer to see our FIN, so the last ACKs are on the wire.
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	_, _ = io.Copy(io.Discard, c)
+	c.Close()
+}
+
+// VLANFrame builds an Ethernet frame from src to dst carrying one UDP/IPv4
+// datagram of payload bytes, behind the given VLAN tags (TPIDs, outermost
+// first: 0x8100 for 802.1Q, 0x88a8 for 802.1ad).
+func VLANFrame(dst, src net.HardwareAddr, tpids []uint16, payload int) []byte {
+	f := append([]byte{}, dst...)
+	f = append(f, src...)
+	for i, tpid := range tpids {
+		f = binary.BigEndian.AppendUint16(f, tpid)
+		f = binary.BigEndian.AppendUint16(f, uint16(100+i)) // VLAN ID
+	}
+	f = binary.BigEndian.AppendUint16(f, 0x0800)
+	ip := make([]byte, IPv4Len+UDPLen+payload)
+	ip[0], ip[8], ip[9] = 0x45, 64, unix.IPPROTO_UDP
+	binary.BigEndian.PutUint16(ip[2:], uint16(len(ip)))
+	copy(ip[12:], PeerIPv4.To4())
+	copy(ip[16:], LocalIPv4.To4())
+	binary.BigEndian.PutUint16(ip[IPv4Len+4:], uint16(UDPLen+payload))
+	return append(f, ip...)
+}
+
+// SendRaw sends each frame n times through an AF_PACKET socket on the
+// peer's end (fromPeer) or the local one, as it is: this kernel has no VLAN
+// devices, so tagged frames are made by hand.
+func (p *Pair) SendRaw(t testing.TB, fromPeer bool, frame []byte, n int) {
+	t.Helper()
+	send := func(ifindex int) error {
+		fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW, 0)
+		if err != nil {
+			return err
+		}
+		defer unix.Close(fd)
+		sa := &unix.SockaddrLinklayer{Ifindex: ifindex, Halen: 6}
+		for i := 0; i < n; i++ {
+			if err := unix.Sendto(fd, frame, 0, sa); err != nil {
+				return fmt.Errorf("send raw frame %d: %w", i, err)
+			}
+		}
+		return nil
+	}
+	if fromPeer {
+		p.must(t, RunIn(p.PeerNS, func() error { return send(p.PeerIndex) }))
+	} else {
+		p.must(t, send(p.LocalIndex))
+	}
+}
+
+func (p *Pair) must(t testing.TB, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatalf("%s: %v", p.Local, err)
+	}
+}
