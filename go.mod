@@ -10,4 +10,6 @@ require (
 	golang.org/x/sys v0.49.0
 )
 
+require gopkg.in/yaml.v3 v3.0.1 // indirect
+
 tool github.com/cilium/ebpf/cmd/bpf2go
