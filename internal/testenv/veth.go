@@ -96,11 +96,11 @@ func (p *Pair) configure(name string, v4, v6 net.IP, mac *net.HardwareAddr, inde
 	// No link-local address, router solicitations or RAs: IPv6 would
 	// otherwise talk on its own and the per-class counts would not be exact.
 	for key, value := range map[string]string{
-		"accept_ra":             "0",
-		"addr_gen_mode":         "1",
-		"router_solicitations":  "0",
-		"dad_transmits":         "0",
-		"accept_dad":            "0",
+		"accept_ra":                         "0",
+		"addr_gen_mode":                     "1",
+		"router_solicitations":              "0",
+		"dad_transmits":                     "0",
+		"accept_dad":                        "0",
 		"mldv1_unsolicited_report_interval": "0",
 		"mldv2_unsolicited_report_interval": "0",
 	} {
