@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"runtime"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -36,6 +38,33 @@ func UDPFrameLen(v6 bool, payload int) uint64 {
 // until all have arrived. Every datagram is one frame.
 func (p *Pair) SendUDP(t testing.TB, v6, fromPeer bool, n, payload int) {
 	t.Helper()
+	p.must(t, p.sendUDP(v6, fromPeer, n, payload))
+}
+
+// SendUDPOnCPUs sends n datagrams from the peer from each of the given
+// CPUs at once, so that every CPU counts at the same time.
+func (p *Pair) SendUDPOnCPUs(t testing.TB, cpus []int, n, payload int) {
+	t.Helper()
+	errc := make(chan error, len(cpus))
+	for _, cpu := range cpus {
+		go func() {
+			runtime.LockOSThread()
+			defer runtime.UnlockOSThread()
+			var set unix.CPUSet
+			set.Set(cpu)
+			if err := unix.SchedSetaffinity(0, &set); err != nil {
+				errc <- fmt.Errorf("pin sender to CPU %d: %w", cpu, err)
+				return
+			}
+			errc <- p.sendUDP(false, true, n, payload)
+		}()
+	}
+	for range cpus {
+		p.must(t, <-errc)
+	}
+}
+
+func (p *Pair) sendUDP(v6, fromPeer bool, n, payload int) error {
 	network, src, dst := "udp4", PeerIPv4, LocalIPv4
 	if v6 {
 		network, src, dst = "udp6", PeerIPv6, LocalIPv6
@@ -52,38 +81,53 @@ func (p *Pair) SendUDP(t testing.TB, v6, fromPeer bool, n, payload int) {
 		tx, err = net.DialUDP(network, &net.UDPAddr{IP: src}, rx.LocalAddr().(*net.UDPAddr))
 		return err
 	}
+	var err error
 	if fromPeer {
-		p.must(t, listen())
-		p.must(t, RunIn(p.PeerNS, dial))
+		if err = listen(); err == nil {
+			err = RunIn(p.PeerNS, dial)
+		}
 	} else {
-		p.must(t, RunIn(p.PeerNS, listen))
-		p.must(t, dial())
+		if err = RunIn(p.PeerNS, listen); err == nil {
+			err = dial()
+		}
+	}
+	if err != nil {
+		return err
 	}
 	defer rx.Close()
 	defer tx.Close()
 	_ = rx.SetReadBuffer(4 << 20)
 
 	buf := make([]byte, payload)
+	var arrived atomic.Int64
 	got := make(chan int, 1)
 	go func() {
-		r, b := 0, make([]byte, 65536)
+		b := make([]byte, 65536)
 		_ = rx.SetReadDeadline(time.Now().Add(10 * time.Second))
-		for r < n {
+		for arrived.Load() < int64(n) {
 			if _, err := rx.Read(b); err != nil {
 				break
 			}
-			r++
+			arrived.Add(1)
 		}
-		got <- r
+		got <- int(arrived.Load())
 	}()
+	// A window keeps a burst from overflowing the receiver's queues (veth
+	// with XDP has a 256-frame ring), so that every datagram arrives.
+	const window = 64
+	deadline := time.Now().Add(10 * time.Second)
 	for i := 0; i < n; i++ {
+		for int64(i)-arrived.Load() >= window && time.Now().Before(deadline) {
+			time.Sleep(50 * time.Microsecond)
+		}
 		if _, err := tx.Write(buf); err != nil {
-			t.Fatalf("send datagram %d: %v", i, err)
+			return fmt.Errorf("send datagram %d: %w", i, err)
 		}
 	}
 	if r := <-got; r != n {
-		t.Fatalf("%d of %d datagrams arrived", r, n)
+		return fmt.Errorf("%d of %d datagrams arrived", r, n)
 	}
+	return nil
 }
 
 // Ping sends n ICMP echo requests of payload bytes from the peer to the

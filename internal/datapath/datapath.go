@@ -1,0 +1,97 @@
+// Package datapath is ebpfnet's core, the one both front ends call: from a
+// validated configuration it loads the program's maps, attaches to the
+// selected interfaces and keeps following them, and reads snapshots.
+package datapath
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+
+	"github.com/ebpfnet/ebpfnet/bpf"
+	"github.com/ebpfnet/ebpfnet/config"
+	"github.com/ebpfnet/ebpfnet/internal/attach"
+	"github.com/ebpfnet/ebpfnet/internal/ifwatch"
+	"github.com/ebpfnet/ebpfnet/internal/snapshot"
+)
+
+// Datapath counts on the selected interfaces until Close.
+type Datapath struct {
+	objs    *bpf.Objects
+	mgr     *attach.Manager
+	watcher *ifwatch.Watcher
+
+	mu     sync.Mutex // serialises reads: the reader reuses its buffers
+	reader *snapshot.Reader
+	closed bool
+}
+
+// Open validates cfg, checks privileges, and only then loads and attaches.
+// Errors attaching to individual interfaces are logged and counted, not
+// returned: the other interfaces are still counted.
+func Open(cfg config.Config, log *slog.Logger) (*Datapath, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	match, err := cfg.Interfaces.Matcher()
+	if err != nil {
+		return nil, err
+	}
+	if err := CheckPrivileges(); err != nil {
+		return nil, err
+	}
+
+	d := &Datapath{}
+	if d.objs, err = bpf.Load(cfg.MaxInterfaces, cfg.PinPath); err != nil {
+		return nil, err
+	}
+	d.mgr, err = attach.New(d.objs, attach.Options{
+		Mode:       cfg.Attach,
+		Directions: cfg.Directions,
+		PinPath:    cfg.PinPath,
+		Logger:     log,
+	})
+	if err != nil {
+		d.objs.Close()
+		return nil, err
+	}
+	d.watcher, err = ifwatch.Start(d.mgr, match, log)
+	if d.watcher == nil {
+		d.Close()
+		return nil, fmt.Errorf("watch interfaces: %w", err)
+	}
+	if err != nil {
+		log.Warn("some interfaces could not be attached", "error", err)
+	}
+	d.reader = snapshot.NewReader(d.objs)
+	return d, nil
+}
+
+// Snapshot reads every attached interface's counters into dst.
+func (d *Datapath) Snapshot(dst *snapshot.Snapshot) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed {
+		return errors.New("snapshot: datapath closed")
+	}
+	return d.reader.Read(d.mgr, dst)
+}
+
+// Close stops following interfaces and detaches, except what is pinned,
+// which goes on counting. It is idempotent.
+func (d *Datapath) Close() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed {
+		return nil
+	}
+	d.closed = true
+	if d.watcher != nil {
+		d.watcher.Close()
+	}
+	return errors.Join(d.mgr.Close(), d.objs.Close())
+}

@@ -1,0 +1,160 @@
+// Package ifwatch follows the network namespace's interfaces through
+// netlink and keeps the selected ones attached: a matching interface is
+// attached as soon as it appears, and forgotten when it is removed, so
+// container veth churn needs no restart.
+package ifwatch
+
+import (
+	"errors"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/ebpfnet/ebpfnet/config"
+	"github.com/ebpfnet/ebpfnet/internal/attach"
+)
+
+// Watcher keeps the manager's attachments in line with the interfaces.
+type Watcher struct {
+	mgr   *attach.Manager
+	match *config.Matcher
+	log   *slog.Logger
+
+	done chan struct{}
+	wg   sync.WaitGroup
+
+	full map[int]bool // interfaces already reported as over max_interfaces
+}
+
+// Start attaches to every selected interface there is, detaches what was
+// picked up from pins but is no longer selected, and then follows changes
+// until Close. It returns the errors of the first pass, if any, but keeps
+// watching all the same.
+func Start(mgr *attach.Manager, match *config.Matcher, log *slog.Logger) (*Watcher, error) {
+	w := &Watcher{mgr: mgr, match: match, log: log, done: make(chan struct{}), full: map[int]bool{}}
+	// Subscribe before listing, so that nothing created in between is missed.
+	updates, err := w.subscribe()
+	if err != nil {
+		return nil, err
+	}
+	n, err := w.sync()
+	if n == 0 && err == nil {
+		log.Warn("no interface matches the include patterns yet; attaching when one appears")
+	}
+	w.wg.Add(1)
+	go w.loop(updates)
+	return w, err
+}
+
+func (w *Watcher) subscribe() (<-chan netlink.LinkUpdate, error) {
+	updates := make(chan netlink.LinkUpdate, 1024)
+	err := netlink.LinkSubscribeWithOptions(updates, w.done, netlink.LinkSubscribeOptions{
+		ReceiveBufferSize: 1 << 20,
+		ErrorCallback: func(err error) {
+			select {
+			case <-w.done: // the socket was closed by Close
+			default:
+				w.log.Warn("interface watch interrupted; listing interfaces again", "error", err)
+			}
+		},
+	})
+	return updates, err
+}
+
+// sync attaches every selected interface and detaches every other one.
+func (w *Watcher) sync() (int, error) {
+	links, err := netlink.LinkList()
+	if err != nil {
+		return 0, err
+	}
+	var errs []error
+	selected := map[int]bool{}
+	for _, l := range links {
+		if a := l.Attrs(); w.match.Match(a.Name) {
+			selected[a.Index] = true
+			errs = append(errs, w.attach(a.Index, a.Name))
+		}
+	}
+	for _, a := range w.mgr.AppendAttached(nil) {
+		if !selected[a.Index] {
+			errs = append(errs, w.mgr.Detach(a.Index))
+		}
+	}
+	return len(selected), errors.Join(errs...)
+}
+
+func (w *Watcher) loop(updates <-chan netlink.LinkUpdate) {
+	defer w.wg.Done()
+	for {
+		for u := range updates {
+			w.handle(u)
+		}
+		// The subscription ended: Close, or a receive error such as
+		// ENOBUFS after a burst of events. Then events were lost, so
+		// subscribe again and list everything.
+		for {
+			select {
+			case <-w.done:
+				return
+			default:
+			}
+			var err error
+			if updates, err = w.subscribe(); err == nil {
+				if _, err := w.sync(); err != nil {
+					w.log.Warn("resync interfaces", "error", err)
+				}
+				break
+			}
+			w.log.Warn("interface watch", "error", err)
+			select {
+			case <-w.done:
+				return
+			case <-time.After(time.Second):
+			}
+		}
+	}
+}
+
+func (w *Watcher) handle(u netlink.LinkUpdate) {
+	a := u.Link.Attrs()
+	var err error
+	switch {
+	case u.Header.Type == unix.RTM_DELLINK:
+		delete(w.full, a.Index)
+		err = w.mgr.Detach(a.Index)
+	case w.match.Match(a.Name):
+		err = w.attach(a.Index, a.Name)
+	default:
+		// Renamed to a name that is not selected, or never selected.
+		err = w.mgr.Detach(a.Index)
+	}
+	if err != nil {
+		w.log.Warn("interface", "interface", a.Name, "error", err)
+	}
+}
+
+// attach attaches, and reports an interface over max_interfaces only once.
+func (w *Watcher) attach(index int, name string) error {
+	err := w.mgr.Attach(index, name)
+	if errors.Is(err, attach.ErrFull) {
+		if !w.full[index] {
+			w.full[index] = true
+			w.log.Warn("not counting interface: max_interfaces reached", "interface", name)
+		}
+		return nil
+	}
+	return err
+}
+
+// Close stops watching. Attachments stay; the manager owns them.
+func (w *Watcher) Close() {
+	select {
+	case <-w.done:
+	default:
+		close(w.done)
+	}
+	w.wg.Wait()
+}

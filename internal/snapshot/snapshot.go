@@ -1,0 +1,87 @@
+// Package snapshot reads every attached interface's counters at once into
+// a plain Go value, the one thing both front ends turn into metrics.
+package snapshot
+
+import (
+	"time"
+
+	"github.com/ebpfnet/ebpfnet/bpf"
+	"github.com/ebpfnet/ebpfnet/internal/attach"
+)
+
+// Interface is one interface's counters since Start.
+type Interface struct {
+	Name     string
+	Index    int
+	Start    time.Time // when counting began: attach time, or kept with pinned state
+	Counters bpf.Counters
+}
+
+// Total returns the interface's packets and bytes in direction d, over
+// every class.
+func (i *Interface) Total(d bpf.Direction) bpf.Count {
+	var t bpf.Count
+	for _, c := range i.Counters[d] {
+		t.Add(c)
+	}
+	return t
+}
+
+// Snapshot is what ebpfnet counted, as of Time.
+type Snapshot struct {
+	Time       time.Time
+	Interfaces []Interface // in counters-row order
+	// AttachErrors counts failed attachments by error type.
+	AttachErrors map[string]uint64
+}
+
+// Find returns the named interface, or nil.
+func (s *Snapshot) Find(name string) *Interface {
+	for i := range s.Interfaces {
+		if s.Interfaces[i].Name == name {
+			return &s.Interfaces[i]
+		}
+	}
+	return nil
+}
+
+// Reader reads snapshots, reusing its buffers between reads.
+type Reader struct {
+	objs     *bpf.Objects
+	attached []attach.Interface
+	rows     []bpf.Counters
+}
+
+// NewReader returns a Reader of objs' counters.
+func NewReader(objs *bpf.Objects) *Reader {
+	return &Reader{objs: objs}
+}
+
+// Read fills dst with the counters of the interfaces mgr has attached,
+// reusing dst's slice. One batch syscall reads all of them.
+func (r *Reader) Read(mgr *attach.Manager, dst *Snapshot) error {
+	r.attached = mgr.AppendAttached(r.attached[:0])
+	rows := 0
+	if n := len(r.attached); n > 0 {
+		rows = int(r.attached[n-1].Slot) + 1
+	}
+	if cap(r.rows) < rows {
+		r.rows = make([]bpf.Counters, rows)
+	}
+	r.rows = r.rows[:rows]
+	if err := r.objs.ReadCounters(r.rows); err != nil {
+		return err
+	}
+	dst.Time = time.Now()
+	dst.Interfaces = dst.Interfaces[:0]
+	for _, a := range r.attached {
+		dst.Interfaces = append(dst.Interfaces, Interface{
+			Name:     a.Name,
+			Index:    a.Index,
+			Start:    a.Start,
+			Counters: r.rows[a.Slot],
+		})
+	}
+	dst.AttachErrors = mgr.Errors()
+	return nil
+}
