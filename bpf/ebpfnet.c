@@ -1,6 +1,6 @@
 //go:build ignore
 
-// SPDX-License-Identifier: (GPL-2.0-only OR Apache-2.0)
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 //
 // ebpfnet's datapath: count every frame on an interface by direction, IP
 // version and transport, exactly as the kernel's interface statistics count

@@ -323,4 +323,3 @@ func countBPFObjects(t testing.TB) int {
 	}
 	return n
 }
-

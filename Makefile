@@ -1,0 +1,33 @@
+# ebpfnet. Run as root (or with sudo): the kernel tests and `run` load BPF.
+GO ?= go
+export EBPFNET_PRIVILEGED ?=
+
+.PHONY: all generate build test bench run otelcol check-generate fuzz clean
+
+all: build
+
+# Regenerate the bpf2go output (needs clang-19 and llvm-strip-19). The
+# result is committed, so building never needs clang.
+generate:
+	cd bpf && $(GO) generate ./...
+
+# CI: the committed bpf2go output must be exactly what generate makes.
+check-generate: generate
+	git diff --exit-code -- bpf/
+
+build:
+	$(GO) build -o bin/ebpfnet ./cmd/ebpfnet
+
+# Every test, kernel tests included (in network namespaces they create).
+test:
+	$(GO) vet ./...
+	$(GO) test -count=1 ./...
+
+fuzz:
+	$(GO) test ./bpf -run '^$$' -fuzz FuzzParser -fuzztime 60s
+
+bench:
+	$(GO) run ./internal/bench -o BENCHMARKS.md
+
+clean:
+	rm -rf bin
