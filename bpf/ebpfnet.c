@@ -47,7 +47,10 @@ typedef _Bool bool;
 // Bounds that keep the parser's loops and offsets finite for the verifier.
 #define MAX_VLAN_TAGS 2
 #define MAX_IPV6_EXT_HEADERS 8
-#define MAX_HEADER_OFFSET 1024
+// No header is read that starts past this offset; it also sizes the
+// scratch copy of a frame whose headers are not in the linear data.
+#define MAX_HEADER_OFFSET 510
+#define SCRATCH_SIZE (MAX_HEADER_OFFSET + 2)
 
 enum ebpfnet_direction {
 	DIRECTION_RECEIVE = 0,
@@ -124,31 +127,53 @@ struct {
 	__uint(max_entries, 1);
 } interfaces SEC(".maps");
 
+// A per-CPU buffer for the rare tc frame whose headers are not all in the
+// skb's linear data: the headers are copied here and parsed again.
+struct scratch {
+	__u8 bytes[SCRATCH_SIZE];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, struct scratch);
+	__uint(max_entries, 1);
+} scratch SEC(".maps");
+
 // This program object's row in counters, set before loading.
 volatile const __u32 slot = 0;
 
-struct packet {
-	void *ctx;
-	void *data;
-	void *data_end;
-	__u32 len; // bytes of the frame from data on, in the linear part or not
-	bool skb;  // frame may continue past data_end (non-linear skb)
+// Where the parser reads from. The functions below are always inlined with
+// a constant source, so each program holds one parser per source and the
+// verifier never has to consider both at one read.
+enum source {
+	FROM_PACKET, // direct packet access, data to data_end
+	FROM_COPY,   // the scratch copy, data to data + len
 };
 
-// read copies n bytes at off into to, from the linear data when they are
-// there and through bpf_skb_load_bytes when a tc frame's headers sit in
-// paged data. It fails for bytes past the frame's end.
-static __always_inline int read(struct packet *p, __u32 off, void *to, __u32 n)
+struct packet {
+	void *data;
+	void *data_end;
+	__u32 len;       // the frame's length from data on, linear or not
+	bool nonlinear;  // a read stopped at data_end before the frame's end
+};
+
+// read copies n (at most 2) bytes at off into to. It fails for bytes past
+// the frame's end, and, from the packet, for bytes past the linear data.
+static __always_inline int read(struct packet *p, enum source src, __u32 off, void *to, __u32 n)
 {
-	if (off > MAX_HEADER_OFFSET)
+	if (off > MAX_HEADER_OFFSET || off + n > p->len)
 		return -1;
-	if (p->data + off + n <= p->data_end) {
+	if (src == FROM_COPY) {
 		__builtin_memcpy(to, p->data + off, n);
 		return 0;
 	}
-	if (p->skb && off + n <= p->len)
-		return bpf_skb_load_bytes(p->ctx, off, to, n);
-	return -1;
+	if (p->data + off + n > p->data_end) {
+		p->nonlinear = true;
+		return -1;
+	}
+	__builtin_memcpy(to, p->data + off, n);
+	return 0;
 }
 
 // transport maps an IP protocol number to a transport; icmp is the number
@@ -164,11 +189,11 @@ static __always_inline __u32 transport(__u8 proto, __u8 icmp)
 	return TRANSPORT_OTHER;
 }
 
-static __always_inline __u32 ipv4_transport(struct packet *p, __u32 off)
+static __always_inline __u32 ipv4_transport(struct packet *p, enum source src, __u32 off)
 {
 	__u8 vihl, proto;
 
-	if (read(p, off, &vihl, 1) || read(p, off + 9, &proto, 1))
+	if (read(p, src, off, &vihl, 1) || read(p, src, off + 9, &proto, 1))
 		return TRANSPORT_UNKNOWN;
 	// The whole header, options included, must be there for the protocol
 	// field to be trusted. Fragments are classified by that field too.
@@ -177,12 +202,12 @@ static __always_inline __u32 ipv4_transport(struct packet *p, __u32 off)
 	return transport(proto, IPPROTO_ICMP);
 }
 
-static __always_inline __u32 ipv6_transport(struct packet *p, __u32 off)
+static __always_inline __u32 ipv6_transport(struct packet *p, enum source src, __u32 off)
 {
 	__u8 vtc, nexthdr;
 	__u8 ext[2];
 
-	if (read(p, off, &vtc, 1) || read(p, off + 6, &nexthdr, 1))
+	if (read(p, src, off, &vtc, 1) || read(p, src, off + 6, &nexthdr, 1))
 		return TRANSPORT_UNKNOWN;
 	if (vtc >> 4 != 6 || off + 40 > p->len)
 		return TRANSPORT_UNKNOWN;
@@ -192,27 +217,18 @@ static __always_inline __u32 ipv6_transport(struct packet *p, __u32 off)
 	// an IPv6 packet whose transport we chose not to look for: "other".
 #pragma unroll
 	for (int i = 0; i < MAX_IPV6_EXT_HEADERS; i++) {
-		switch (nexthdr) {
-		case IPPROTO_HOPOPTS:
-		case IPPROTO_ROUTING:
-		case IPPROTO_DSTOPTS:
-			if (read(p, off, ext, 2))
-				return TRANSPORT_UNKNOWN;
-			off += (ext[1] + 1) * 8;
-			break;
-		case IPPROTO_FRAGMENT:
-			if (read(p, off, ext, 1))
-				return TRANSPORT_UNKNOWN;
-			off += 8;
-			break;
-		case IPPROTO_AH:
-			if (read(p, off, ext, 2))
-				return TRANSPORT_UNKNOWN;
-			off += (ext[1] + 2) * 4;
-			break;
-		default:
+		if (nexthdr != IPPROTO_HOPOPTS && nexthdr != IPPROTO_ROUTING && nexthdr != IPPROTO_DSTOPTS &&
+		    nexthdr != IPPROTO_FRAGMENT && nexthdr != IPPROTO_AH)
 			return transport(nexthdr, IPPROTO_ICMPV6);
-		}
+		// Every extension header starts with next header and a length.
+		if (read(p, src, off, ext, 2))
+			return TRANSPORT_UNKNOWN;
+		if (nexthdr == IPPROTO_FRAGMENT)
+			off += 8;
+		else if (nexthdr == IPPROTO_AH)
+			off += (ext[1] + 2) * 4;
+		else
+			off += (ext[1] + 1) * 8;
 		// The extension header just skipped must be whole.
 		if (off > p->len)
 			return TRANSPORT_UNKNOWN;
@@ -221,27 +237,27 @@ static __always_inline __u32 ipv6_transport(struct packet *p, __u32 off)
 	return transport(nexthdr, IPPROTO_ICMPV6);
 }
 
-static __always_inline __u32 classify(struct packet *p)
+static __always_inline __u32 classify(struct packet *p, enum source src)
 {
 	__u16 proto;
 	__u32 off = ETH_HLEN;
 
-	if (read(p, ETH_HLEN - 2, &proto, 2))
+	if (read(p, src, ETH_HLEN - 2, &proto, 2))
 		return CLASS_NON_IP;
 
 #pragma unroll
 	for (int i = 0; i < MAX_VLAN_TAGS; i++) {
 		if (proto != bpf_htons(ETH_P_8021Q) && proto != bpf_htons(ETH_P_8021AD))
 			break;
-		if (read(p, off + 2, &proto, 2))
+		if (read(p, src, off + 2, &proto, 2))
 			return CLASS_NON_IP;
 		off += VLAN_HLEN;
 	}
 
 	if (proto == bpf_htons(ETH_P_IP))
-		return CLASS_IPV4 + ipv4_transport(p, off);
+		return CLASS_IPV4 + ipv4_transport(p, src, off);
 	if (proto == bpf_htons(ETH_P_IPV6))
-		return CLASS_IPV6 + ipv6_transport(p, off);
+		return CLASS_IPV6 + ipv6_transport(p, src, off);
 	return CLASS_NON_IP;
 }
 
@@ -263,17 +279,26 @@ static __always_inline void count(__u32 direction, __u32 class, __u64 bytes)
 static __always_inline int count_skb(struct __sk_buff *skb, __u32 direction)
 {
 	struct packet p = {
-		.ctx = skb,
 		.data = (void *)(long)skb->data,
 		.data_end = (void *)(long)skb->data_end,
 		.len = skb->len,
-		.skb = true,
 	};
 	// On receive the kernel has already moved the outer VLAN tag out of the
 	// frame into skb metadata, after counting the frame with it.
 	__u64 bytes = skb->len + (skb->vlan_present ? VLAN_HLEN : 0);
+	__u32 class = classify(&p, FROM_PACKET);
 
-	count(direction, classify(&p), bytes);
+	if (p.nonlinear) {
+		__u32 zero = 0;
+		struct scratch *s = bpf_map_lookup_elem(&scratch, &zero);
+		__u32 n = skb->len < SCRATCH_SIZE ? skb->len : SCRATCH_SIZE;
+		if (s && n > 0 && bpf_skb_load_bytes(skb, 0, s->bytes, n) == 0) {
+			struct packet q = {.data = s->bytes, .len = n};
+			class = classify(&q, FROM_COPY);
+		}
+	}
+
+	count(direction, class, bytes);
 	return TCX_NEXT;
 }
 
@@ -293,14 +318,12 @@ SEC("xdp")
 int ebpfnet_xdp(struct xdp_md *ctx)
 {
 	struct packet p = {
-		.ctx = ctx,
 		.data = (void *)(long)ctx->data,
 		.data_end = (void *)(long)ctx->data_end,
-		.skb = false,
 	};
 	p.len = p.data_end - p.data;
 
-	count(DIRECTION_RECEIVE, classify(&p), p.len);
+	count(DIRECTION_RECEIVE, classify(&p, FROM_PACKET), p.len);
 	return XDP_PASS;
 }
 

@@ -143,12 +143,18 @@ type ebpfnetEbpfnetInterface struct {
 	Name         [16]int8
 }
 
+type ebpfnetScratch struct {
+	_     structs.HostLayout
+	Bytes [512]uint8
+}
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
 	ebpfnetMapCounters        = "counters"
 	ebpfnetMapInterfaces      = "interfaces"
+	ebpfnetMapScratch         = "scratch"
 	ebpfnetProgEbpfnetEgress  = "ebpfnet_egress"
 	ebpfnetProgEbpfnetEmptyTc = "ebpfnet_empty_tc"
 	ebpfnetProgEbpfnetIngress = "ebpfnet_ingress"
@@ -210,6 +216,7 @@ type ebpfnetProgramSpecs struct {
 type ebpfnetMapSpecs struct {
 	Counters   *ebpf.MapSpec `ebpf:"counters"`
 	Interfaces *ebpf.MapSpec `ebpf:"interfaces"`
+	Scratch    *ebpf.MapSpec `ebpf:"scratch"`
 }
 
 // ebpfnetVariableSpecs contains global variables before they are loaded into the kernel.
@@ -241,12 +248,14 @@ func (o *ebpfnetObjects) Close() error {
 type ebpfnetMaps struct {
 	Counters   *ebpf.Map `ebpf:"counters"`
 	Interfaces *ebpf.Map `ebpf:"interfaces"`
+	Scratch    *ebpf.Map `ebpf:"scratch"`
 }
 
 func (m *ebpfnetMaps) Close() error {
 	return _EbpfnetClose(
 		m.Counters,
 		m.Interfaces,
+		m.Scratch,
 	)
 }
 

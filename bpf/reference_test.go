@@ -52,27 +52,25 @@ func referenceIPv6(f []byte, off int) Class {
 	next := f[off+6]
 	off += 40
 	// The parser reads no header that starts beyond this offset.
-	readable := func(n int) bool { return off <= 1024 && off+n <= len(f) }
 	for range 8 {
 		switch next {
-		case 0, 43, 60: // hop-by-hop, routing, destination options
-			if !readable(2) {
-				return tUnknown
-			}
-			next, off = f[off], off+(int(f[off+1])+1)*8
-		case 44: // fragment
-			if !readable(1) {
-				return tUnknown
-			}
-			next, off = f[off], off+8
-		case 51: // AH
-			if !readable(2) {
-				return tUnknown
-			}
-			next, off = f[off], off+(int(f[off+1])+2)*4
+		case 0, 43, 44, 51, 60: // hop-by-hop, routing, fragment, AH, destination options
 		default:
 			return referenceTransport(next, 58)
 		}
+		// The parser reads next header and length of every extension
+		// header, and reads nothing that starts past offset 510.
+		if off > 510 || off+2 > len(f) {
+			return tUnknown
+		}
+		size := (int(f[off+1]) + 1) * 8
+		switch next {
+		case 44:
+			size = 8
+		case 51:
+			size = (int(f[off+1]) + 2) * 4
+		}
+		next, off = f[off], off+size
 		if off > len(f) {
 			return tUnknown
 		}

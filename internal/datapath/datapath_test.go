@@ -1,6 +1,7 @@
 package datapath
 
 import (
+	"encoding/binary"
 	"log/slog"
 	"os"
 	"strings"
@@ -322,4 +323,57 @@ func countBPFObjects(t testing.TB) int {
 		}
 	}
 	return n
+}
+
+// ipv6HopByHopFrame is an IPv6 frame from the local end to the peer with a
+// hop-by-hop options header before a UDP datagram of payload bytes.
+func ipv6HopByHopFrame(p *testenv.Pair, payload int) []byte {
+	f := append(append([]byte{}, p.PeerMAC...), p.LocalMAC...)
+	f = append(f, 0x86, 0xdd)
+	ip := make([]byte, testenv.IPv6Len+8+testenv.UDPLen+payload)
+	ip[0], ip[6], ip[7] = 0x60, 0, 64 // next header: hop-by-hop
+	binary.BigEndian.PutUint16(ip[4:], uint16(len(ip)-testenv.IPv6Len))
+	copy(ip[8:], testenv.LocalIPv6.To16())
+	copy(ip[24:], testenv.PeerIPv6.To16())
+	ip[40] = 17 // hop-by-hop: next header UDP, length 0 (8 bytes), PadN
+	ip[42], ip[43] = 1, 4
+	return append(f, ip...)
+}
+
+// A tc program can meet frames whose headers lie outside the skb's linear
+// data; they must be classified as any other.
+func TestHeadersOutsideLinearData(t *testing.T) {
+	testenv.Privileged(t)
+	for _, mode := range []string{config.AttachTCX, config.AttachTC} {
+		t.Run(mode, func(t *testing.T) {
+			p := testenv.NewPair(t, "paged"+mode)
+			p.SetMTU(t, 9000)
+			d := open(t, cfgFor(mode, p.Local))
+			testenv.WaitQuiet(t, p.Local, 300*time.Millisecond)
+			base, kbase := counters(t, d, p.Local), testenv.LinkStats(t, p.Local)
+
+			const n, big = 20, 6000 // over a page: the packet socket pages it
+			var e expect
+			for _, f := range []struct {
+				frame []byte
+				class bpf.Class
+			}{
+				{testenv.VLANFrame(p.PeerMAC, p.LocalMAC, nil, big), bpf.ClassIPv4UDP},
+				{testenv.VLANFrame(p.PeerMAC, p.LocalMAC, []uint16{0x88a8, 0x8100}, big), bpf.ClassIPv4UDP},
+				{ipv6HopByHopFrame(p, big), bpf.ClassIPv6UDP},
+			} {
+				p.SendRawPaged(t, f.frame, n)
+				e.add(bpf.Transmit, f.class, n, uint64(len(f.frame)))
+			}
+			got, k := waitTotals(t, d, p, mode, base, kbase, bpf.Transmit)
+			if k.TxPackets != 3*n {
+				t.Fatalf("kernel transmitted %d frames, the test sent %d", k.TxPackets, 3*n)
+			}
+			for c := range e[bpf.Transmit] {
+				if got[bpf.Transmit][c] != e[bpf.Transmit][c] {
+					t.Errorf("%s: counted %+v, sent %+v", bpf.Class(c), got[bpf.Transmit][c], e[bpf.Transmit][c])
+				}
+			}
+		})
+	}
 }

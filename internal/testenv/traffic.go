@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vishvananda/netlink"
 	"golang.org/x/net/icmp"
 	"golang.org/x/net/ipv4"
 	"golang.org/x/sys/unix"
@@ -225,15 +226,53 @@ func VLANFrame(dst, src net.HardwareAddr, tpids []uint16, payload int) []byte {
 // devices, so tagged frames are made by hand.
 func (p *Pair) SendRaw(t testing.TB, fromPeer bool, frame []byte, n int) {
 	t.Helper()
+	p.sendRaw(t, fromPeer, frame, n, false)
+}
+
+// SendRawPaged sends each frame n times from the local end so that only
+// its Ethernet header is in the skb's linear data and the rest in pages: a
+// packet socket with a virtio-net header builds frames of a page or more
+// that way. It is how a tc program meets headers outside the linear data.
+// The frame must be longer than a page, and the pair's MTU large enough.
+func (p *Pair) SendRawPaged(t testing.TB, frame []byte, n int) {
+	t.Helper()
+	p.sendRaw(t, false, frame, n, true)
+}
+
+// SetMTU sets both ends' MTU.
+func (p *Pair) SetMTU(t testing.TB, mtu int) {
+	t.Helper()
+	set := func(name string) error {
+		l, err := netlink.LinkByName(name)
+		if err != nil {
+			return err
+		}
+		return netlink.LinkSetMTU(l, mtu)
+	}
+	p.must(t, set(p.Local))
+	p.must(t, RunIn(p.PeerNS, func() error { return set(p.Peer) }))
+}
+
+func (p *Pair) sendRaw(t testing.TB, fromPeer bool, frame []byte, n int, paged bool) {
+	t.Helper()
 	send := func(ifindex int) error {
 		fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW, 0)
 		if err != nil {
 			return err
 		}
 		defer unix.Close(fd)
+		buf := frame
+		if paged {
+			if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_VNET_HDR, 1); err != nil {
+				return fmt.Errorf("PACKET_VNET_HDR: %w", err)
+			}
+			// An all-zero struct virtio_net_hdr: no offloads, hdr_len 0,
+			// so the kernel makes only the link-layer header linear.
+			buf = append(make([]byte, 10), frame...)
+		}
 		sa := &unix.SockaddrLinklayer{Ifindex: ifindex, Halen: 6}
 		for i := 0; i < n; i++ {
-			if err := unix.Sendto(fd, frame, 0, sa); err != nil {
+			if err := unix.Sendto(fd, buf, 0, sa); err != nil {
 				return fmt.Errorf("send raw frame %d: %w", i, err)
 			}
 		}

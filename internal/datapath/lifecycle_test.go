@@ -1,0 +1,366 @@
+package datapath
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/ebpfnet/ebpfnet/bpf"
+	"github.com/ebpfnet/ebpfnet/config"
+	"github.com/ebpfnet/ebpfnet/internal/attach"
+	"github.com/ebpfnet/ebpfnet/internal/testenv"
+)
+
+// A program attached behind ours on the same hook must still see every
+// frame: ours returns TCX_NEXT / TC_ACT_UNSPEC, never a verdict.
+func TestChainedProgramSeesEveryPacket(t *testing.T) {
+	testenv.Privileged(t)
+	for _, mode := range []string{config.AttachTCX, config.AttachTC} {
+		t.Run(mode, func(t *testing.T) {
+			p := testenv.NewPair(t, "chain"+mode)
+			d := open(t, cfgFor(mode, p.Local))
+
+			// The second program is another copy of ebpfnet's, with maps
+			// of its own: it counts what reaches it.
+			other, err := bpf.Load(1, "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { other.Close() })
+			for _, dir := range []bpf.Direction{bpf.Receive, bpf.Transmit} {
+				name := bpf.ProgramIngress
+				if dir == bpf.Transmit {
+					name = bpf.ProgramEgress
+				}
+				prog, err := other.LoadProgram(name, 0)
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { prog.Close() })
+				attachBehind(t, mode, p.LocalIndex, dir, prog)
+			}
+			testenv.WaitQuiet(t, p.Local, 300*time.Millisecond)
+			base, kbase := counters(t, d, p.Local), testenv.LinkStats(t, p.Local)
+			otherBase := make([]bpf.Counters, 1)
+			if err := other.ReadCounters(otherBase); err != nil {
+				t.Fatal(err)
+			}
+
+			p.SendUDP(t, false, true, 300, payload)
+			p.SendUDP(t, true, false, 200, payload)
+			p.Ping(t, 10, payload)
+			ours, _ := waitTotals(t, d, p, mode, base, kbase, bpf.Receive, bpf.Transmit)
+
+			theirs := make([]bpf.Counters, 1)
+			if err := other.ReadCounters(theirs); err != nil {
+				t.Fatal(err)
+			}
+			if got := sub(theirs[0], otherBase[0]); got != ours {
+				t.Errorf("the program behind ours counted\n%v\nours counted\n%v", got, ours)
+			}
+			t.Logf("hooks: %v", testenv.Attachments(t, p.LocalIndex))
+		})
+	}
+}
+
+func attachBehind(t *testing.T, mode string, index int, dir bpf.Direction, prog *ebpf.Program) {
+	t.Helper()
+	if mode == config.AttachTCX {
+		at := ebpf.AttachTCXIngress
+		if dir == bpf.Transmit {
+			at = ebpf.AttachTCXEgress
+		}
+		l, err := link.AttachTCX(link.TCXOptions{Interface: index, Program: prog, Attach: at, Anchor: link.Tail()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { l.Close() })
+		return
+	}
+	parent := uint32(netlink.HANDLE_MIN_INGRESS)
+	if dir == bpf.Transmit {
+		parent = netlink.HANDLE_MIN_EGRESS
+	}
+	f := &netlink.BpfFilter{
+		FilterAttrs: netlink.FilterAttrs{LinkIndex: index, Parent: parent, Handle: 1, Protocol: unix.ETH_P_ALL, Priority: 2},
+		Fd:          prog.FD(), Name: "chained", DirectAction: true,
+	}
+	if err := netlink.FilterAdd(f); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Interfaces that come and go while ebpfnet runs are attached within a
+// second and forgotten when removed, and their rows are reused.
+func TestInterfaceChurn(t *testing.T) {
+	testenv.Privileged(t)
+	peers := testenv.NewNetns(t)
+	d := open(t, cfgFor(config.AttachTCX, "churn*"))
+
+	const n = 50
+	index := map[string]int{}
+	var slowest time.Duration
+	for i := range n {
+		name := fmt.Sprintf("churn%02d", i)
+		veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: name}, PeerName: name + "p", PeerNamespace: netlink.NsFd(peers)}
+		if err := netlink.LinkAdd(veth); err != nil {
+			t.Fatal(err)
+		}
+		created := time.Now()
+		t.Cleanup(func() { _ = netlink.LinkDel(veth) })
+		for snap(t, d).Find(name) == nil {
+			if time.Since(created) > time.Second {
+				t.Fatalf("%s not attached a second after it appeared", name)
+			}
+			time.Sleep(time.Millisecond)
+		}
+		slowest = max(slowest, time.Since(created))
+		l, err := netlink.LinkByName(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		index[name] = l.Attrs().Index
+		if got := testenv.Attachments(t, index[name]); len(got) != 2 {
+			t.Errorf("%s: attached %v, want tcx ingress and egress", name, got)
+		}
+	}
+	t.Logf("%d interfaces, each attached within %v of appearing", n, slowest)
+
+	// Remove every other one: it leaves the snapshot and its row is freed.
+	slots := map[string]uint32{}
+	for _, a := range d.mgr.AppendAttached(nil) {
+		slots[a.Name] = a.Slot
+	}
+	for i := 0; i < n; i += 2 {
+		name := fmt.Sprintf("churn%02d", i)
+		l, err := netlink.LinkByName(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := netlink.LinkDel(l); err != nil {
+			t.Fatal(err)
+		}
+		deleted := time.Now()
+		for snap(t, d).Find(name) != nil {
+			if time.Since(deleted) > time.Second {
+				t.Fatalf("%s still in the snapshot a second after it was removed", name)
+			}
+			time.Sleep(time.Millisecond)
+		}
+		rows, err := d.objs.ReadInterfaces()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if row := rows[slots[name]]; row != (bpf.Interface{}) {
+			t.Errorf("%s's row %d not cleared: %+v", name, slots[name], row)
+		}
+	}
+	if got := len(snap(t, d).Interfaces); got != n/2 {
+		t.Errorf("%d interfaces in the snapshot, want %d", got, n/2)
+	}
+
+	// New ones take the freed rows: the map does not grow with churn.
+	for i := range n / 2 {
+		name := fmt.Sprintf("churn%02dx", i)
+		veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: name}, PeerName: fmt.Sprintf("cx%02dp", i), PeerNamespace: netlink.NsFd(peers)}
+		if err := netlink.LinkAdd(veth); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = netlink.LinkDel(veth) })
+	}
+	deadline := time.Now().Add(time.Second)
+	for len(snap(t, d).Interfaces) != n {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d interfaces attached, want %d", len(snap(t, d).Interfaces), n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	for _, a := range d.mgr.AppendAttached(nil) {
+		if a.Slot >= n {
+			t.Errorf("%s got row %d: rows were not reused", a.Name, a.Slot)
+		}
+	}
+
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
+	links, err := netlink.LinkList()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range links {
+		if strings.HasPrefix(l.Attrs().Name, "churn") {
+			requireDetached(t, l.Attrs().Index)
+		}
+	}
+}
+
+// With max_interfaces, the interfaces over it are not attached and the
+// refusals are counted.
+func TestMaxInterfaces(t *testing.T) {
+	testenv.Privileged(t)
+	peers := testenv.NewNetns(t)
+	for i := range 3 {
+		veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: fmt.Sprintf("cap%d", i)}, PeerName: fmt.Sprintf("cap%dp", i), PeerNamespace: netlink.NsFd(peers)}
+		if err := netlink.LinkAdd(veth); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = netlink.LinkDel(veth) })
+	}
+	cfg := cfgFor(config.AttachTCX, "cap*")
+	cfg.MaxInterfaces = 2
+	d := open(t, cfg)
+	s := snap(t, d)
+	if len(s.Interfaces) != 2 {
+		t.Errorf("%d interfaces attached, want 2", len(s.Interfaces))
+	}
+	if got := s.AttachErrors[attach.ErrorMaxInterfaces]; got != 1 {
+		t.Errorf("attach errors %v, want one %s", s.AttachErrors, attach.ErrorMaxInterfaces)
+	}
+}
+
+// Pinned, counting goes on while no process holds the state, and a new
+// process takes over the same totals and start time.
+func TestPinnedStateOutlivesTheProcess(t *testing.T) {
+	testenv.Privileged(t)
+	for _, tc := range []struct {
+		mode string
+		pin  func(t *testing.T) string
+	}{
+		// A directory that is not on a BPF filesystem: ebpfnet mounts one.
+		{config.AttachTCX, func(t *testing.T) string {
+			dir := filepath.Join(t.TempDir(), "pins")
+			t.Cleanup(func() { _ = unix.Unmount(dir, unix.MNT_DETACH) })
+			return dir
+		}},
+		{config.AttachTC, func(t *testing.T) string { return "/sys/fs/bpf/ebpfnet-pin-tc" }},
+		{config.AttachXDP, func(t *testing.T) string { return "/sys/fs/bpf/ebpfnet-pin-xdp" }},
+	} {
+		t.Run(tc.mode, func(t *testing.T) {
+			p := testenv.NewPair(t, "pin"+tc.mode)
+			cfg := cfgFor(tc.mode, p.Local)
+			cfg.PinPath = tc.pin(t)
+			t.Cleanup(func() { unpin(t, cfg.PinPath) })
+			dirs := []bpf.Direction{bpf.Receive, bpf.Transmit}
+			if tc.mode == config.AttachXDP {
+				dirs = dirs[:1]
+			}
+
+			testenv.WaitQuiet(t, p.Local, 300*time.Millisecond)
+			kbase := testenv.LinkStats(t, p.Local)
+			first, err := Open(cfg, testLogger(t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			start := snap(t, first).Find(p.Local).Start
+			p.SendUDP(t, false, true, 100, payload)
+			p.SendUDP(t, true, false, 50, payload)
+			waitTotals(t, first, p, tc.mode, bpf.Counters{}, kbase, dirs...)
+			if err := first.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if got := testenv.Attachments(t, p.LocalIndex); len(got) != len(dirs) {
+				t.Fatalf("after the first process closed: attached %v", got)
+			}
+
+			// Nobody holds the pins now; the program goes on counting.
+			p.SendUDP(t, false, true, 70, payload)
+			p.SendUDP(t, true, false, 30, payload)
+			p.Ping(t, 5, payload)
+
+			second := open(t, cfg)
+			got, _ := waitTotals(t, second, p, tc.mode, bpf.Counters{}, kbase, dirs...)
+			want := bpf.Count{Packets: 170, Bytes: 170 * testenv.UDPFrameLen(false, payload)}
+			if got[bpf.Receive][bpf.ClassIPv4UDP] != want {
+				t.Errorf("udp4 received across the restart: %+v, want %+v", got[bpf.Receive][bpf.ClassIPv4UDP], want)
+			}
+			if s := snap(t, second).Find(p.Local).Start; !s.Equal(start) {
+				t.Errorf("start time %v after restart, want %v", s, start)
+			}
+			if got := testenv.Attachments(t, p.LocalIndex); len(got) != len(dirs) {
+				t.Errorf("after the second open: attached %v, want one per direction", got)
+			}
+
+			// bpftool reads the pinned maps through their BTF.
+			out, err := exec.Command("bpftool", "map", "dump", "pinned", filepath.Join(cfg.PinPath, "interfaces")).CombinedOutput()
+			if err != nil {
+				t.Fatalf("bpftool: %v: %s", err, out)
+			}
+			for _, want := range []string{`"name": "` + p.Local + `"`, `"start_unix_ns": `} {
+				if !strings.Contains(string(out), want) {
+					t.Errorf("bpftool dump lacks %s:\n%s", want, out)
+				}
+			}
+			out, err = exec.Command("bpftool", "map", "dump", "pinned", filepath.Join(cfg.PinPath, "counters")).CombinedOutput()
+			if err != nil || !strings.Contains(string(out), `"ipv4_udp": {`) {
+				t.Errorf("bpftool dump of counters (%v) lacks named classes:\n%.2000s", err, out)
+			}
+
+			// A different map size is a different layout: refused, clearly.
+			other := cfg
+			other.MaxInterfaces = 7
+			if _, err := Open(other, nil); !errors.Is(err, bpf.ErrIncompatiblePin) || !strings.Contains(err.Error(), cfg.PinPath) {
+				t.Errorf("max_interfaces changed under pins: %v", err)
+			}
+
+			// Unpinning lets the kernel detach the links.
+			second.Close()
+			unpin(t, cfg.PinPath)
+			if tc.mode != config.AttachTC {
+				for i := 0; i < 100 && len(testenv.Attachments(t, p.LocalIndex)) > 0; i++ {
+					time.Sleep(10 * time.Millisecond)
+				}
+				requireDetached(t, p.LocalIndex)
+			}
+		})
+	}
+}
+
+// Pinned state written under another layout version is refused, never mixed.
+func TestPinnedLayoutMismatch(t *testing.T) {
+	testenv.Privileged(t)
+	p := testenv.NewPair(t, "layout0")
+	cfg := cfgFor(config.AttachTCX, p.Local)
+	cfg.PinPath = "/sys/fs/bpf/ebpfnet-layout"
+	t.Cleanup(func() { unpin(t, cfg.PinPath) })
+	open(t, cfg).Close()
+
+	m, err := ebpf.LoadPinnedMap(filepath.Join(cfg.PinPath, "interfaces"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	var row bpf.Interface
+	if err := m.Lookup(uint32(0), &row); err != nil || row.Ifindex == 0 {
+		t.Fatalf("row 0: %+v, %v", row, err)
+	}
+	row.Layout = bpf.Layout + 1
+	if err := m.Update(uint32(0), &row, ebpf.UpdateExist); err != nil {
+		t.Fatal(err)
+	}
+	_, err = Open(cfg, nil)
+	if !errors.Is(err, bpf.ErrIncompatiblePin) || !strings.Contains(err.Error(), "layout") {
+		t.Errorf("open over another layout: %v", err)
+	}
+}
+
+// unpin removes what ebpfnet pinned, as a user stopping it for good would.
+// (A BPF filesystem ebpfnet mounted itself also holds the kernel's
+// maps.debug and progs.debug, which cannot be removed.)
+func unpin(t testing.TB, dir string) {
+	for _, name := range []string{"counters", "interfaces", "links"} {
+		if err := os.RemoveAll(filepath.Join(dir, name)); err != nil {
+			t.Errorf("unpin: %v", err)
+		}
+	}
+}
