@@ -154,26 +154,22 @@ enum source {
 struct packet {
 	void *data;
 	void *data_end;
-	__u32 len;       // the frame's length from data on, linear or not
-	bool nonlinear;  // a read stopped at data_end before the frame's end
+	__u32 len; // the frame's length from data on, linear or not
 };
 
-// read copies n (at most 2) bytes at off into to. It fails for bytes past
-// the frame's end, and, from the packet, for bytes past the linear data.
-static __always_inline int read(struct packet *p, enum source src, __u32 off, void *to, __u32 n)
+// header returns a pointer to the n bytes at off, or NULL when the frame
+// ends before them or, reading the packet, when they are past the linear
+// data. One check covers every field of the header.
+static __always_inline void *header(struct packet *p, enum source src, __u32 off, __u32 n)
 {
-	if (off > MAX_HEADER_OFFSET || off + n > p->len)
-		return -1;
 	if (src == FROM_COPY) {
-		__builtin_memcpy(to, p->data + off, n);
-		return 0;
+		if (off + n > SCRATCH_SIZE || off + n > p->len)
+			return NULL;
+		return p->data + off;
 	}
-	if (p->data + off + n > p->data_end) {
-		p->nonlinear = true;
-		return -1;
-	}
-	__builtin_memcpy(to, p->data + off, n);
-	return 0;
+	if (p->data + off + n > p->data_end)
+		return NULL;
+	return p->data + off;
 }
 
 // transport maps an IP protocol number to a transport; icmp is the number
@@ -191,37 +187,49 @@ static __always_inline __u32 transport(__u8 proto, __u8 icmp)
 
 static __always_inline __u32 ipv4_transport(struct packet *p, enum source src, __u32 off)
 {
-	__u8 vihl, proto;
+	__u8 *h = header(p, src, off, 20);
 
-	if (read(p, src, off, &vihl, 1) || read(p, src, off + 9, &proto, 1))
+	if (!h)
 		return TRANSPORT_UNKNOWN;
 	// The whole header, options included, must be there for the protocol
 	// field to be trusted. Fragments are classified by that field too.
-	if (vihl >> 4 != 4 || (vihl & 0xf) < 5 || off + (vihl & 0xf) * 4 > p->len)
+	if (h[0] >> 4 != 4 || (h[0] & 0xf) < 5 || off + (h[0] & 0xf) * 4 > p->len)
 		return TRANSPORT_UNKNOWN;
-	return transport(proto, IPPROTO_ICMP);
+	return transport(h[9], IPPROTO_ICMP);
+}
+
+// The extension headers the walk skips, as a bit set over header numbers
+// (all below 64): one test instead of five comparisons.
+#define IPV6_EXT_MASK                                                                      \
+	((1ULL << IPPROTO_HOPOPTS) | (1ULL << IPPROTO_ROUTING) | (1ULL << IPPROTO_FRAGMENT) | \
+	 (1ULL << IPPROTO_AH) | (1ULL << IPPROTO_DSTOPTS))
+
+static __always_inline bool is_ipv6_ext(__u8 nexthdr)
+{
+	return nexthdr < 64 && ((1ULL << nexthdr) & IPV6_EXT_MASK);
 }
 
 static __always_inline __u32 ipv6_transport(struct packet *p, enum source src, __u32 off)
 {
-	__u8 vtc, nexthdr;
-	__u8 ext[2];
+	__u8 *h = header(p, src, off, 40);
 
-	if (read(p, src, off, &vtc, 1) || read(p, src, off + 6, &nexthdr, 1))
+	if (!h || h[0] >> 4 != 6)
 		return TRANSPORT_UNKNOWN;
-	if (vtc >> 4 != 6 || off + 40 > p->len)
-		return TRANSPORT_UNKNOWN;
+	__u8 nexthdr = h[6];
 	off += 40;
 
 	// Skip up to MAX_IPV6_EXT_HEADERS extension headers; a longer chain is
 	// an IPv6 packet whose transport we chose not to look for: "other".
 #pragma unroll
 	for (int i = 0; i < MAX_IPV6_EXT_HEADERS; i++) {
-		if (nexthdr != IPPROTO_HOPOPTS && nexthdr != IPPROTO_ROUTING && nexthdr != IPPROTO_DSTOPTS &&
-		    nexthdr != IPPROTO_FRAGMENT && nexthdr != IPPROTO_AH)
+		// The common transports first: they end the walk.
+		if (nexthdr == IPPROTO_TCP || nexthdr == IPPROTO_UDP || !is_ipv6_ext(nexthdr))
 			return transport(nexthdr, IPPROTO_ICMPV6);
 		// Every extension header starts with next header and a length.
-		if (read(p, src, off, ext, 2))
+		if (off > MAX_HEADER_OFFSET)
+			return TRANSPORT_UNKNOWN;
+		__u8 *ext = header(p, src, off, 2);
+		if (!ext)
 			return TRANSPORT_UNKNOWN;
 		if (nexthdr == IPPROTO_FRAGMENT)
 			off += 8;
@@ -229,28 +237,31 @@ static __always_inline __u32 ipv6_transport(struct packet *p, enum source src, _
 			off += (ext[1] + 2) * 4;
 		else
 			off += (ext[1] + 1) * 8;
+		nexthdr = ext[0];
 		// The extension header just skipped must be whole.
 		if (off > p->len)
 			return TRANSPORT_UNKNOWN;
-		nexthdr = ext[0];
 	}
 	return transport(nexthdr, IPPROTO_ICMPV6);
 }
 
 static __always_inline __u32 classify(struct packet *p, enum source src)
 {
-	__u16 proto;
+	__u16 *h = header(p, src, ETH_HLEN - 2, 2);
 	__u32 off = ETH_HLEN;
 
-	if (read(p, src, ETH_HLEN - 2, &proto, 2))
+	if (!h)
 		return CLASS_NON_IP;
+	__u16 proto = *h;
 
 #pragma unroll
 	for (int i = 0; i < MAX_VLAN_TAGS; i++) {
 		if (proto != bpf_htons(ETH_P_8021Q) && proto != bpf_htons(ETH_P_8021AD))
 			break;
-		if (read(p, src, off + 2, &proto, 2))
+		h = header(p, src, off + 2, 2);
+		if (!h)
 			return CLASS_NON_IP;
+		proto = *h;
 		off += VLAN_HLEN;
 	}
 
@@ -276,6 +287,22 @@ static __always_inline void count(__u32 direction, __u32 class, __u64 bytes)
 	n->bytes += bytes;
 }
 
+// classify_copy parses a copy of the frame's first bytes: the slow path for
+// the rare frame whose headers run past the skb's linear data. It is a
+// function of its own so that its helper calls do not make the fast path
+// spill registers.
+static __noinline __u32 classify_copy(struct __sk_buff *skb)
+{
+	__u32 zero = 0;
+	struct scratch *s = bpf_map_lookup_elem(&scratch, &zero);
+	__u32 n = skb->len < SCRATCH_SIZE ? skb->len : SCRATCH_SIZE;
+
+	if (!s || n == 0 || bpf_skb_load_bytes(skb, 0, s->bytes, n))
+		return CLASS_NON_IP;
+	struct packet q = {.data = s->bytes, .len = n};
+	return classify(&q, FROM_COPY);
+}
+
 static __always_inline int count_skb(struct __sk_buff *skb, __u32 direction)
 {
 	struct packet p = {
@@ -283,22 +310,17 @@ static __always_inline int count_skb(struct __sk_buff *skb, __u32 direction)
 		.data_end = (void *)(long)skb->data_end,
 		.len = skb->len,
 	};
-	// On receive the kernel has already moved the outer VLAN tag out of the
-	// frame into skb metadata, after counting the frame with it.
-	__u64 bytes = skb->len + (skb->vlan_present ? VLAN_HLEN : 0);
 	__u32 class = classify(&p, FROM_PACKET);
 
-	if (p.nonlinear) {
-		__u32 zero = 0;
-		struct scratch *s = bpf_map_lookup_elem(&scratch, &zero);
-		__u32 n = skb->len < SCRATCH_SIZE ? skb->len : SCRATCH_SIZE;
-		if (s && n > 0 && bpf_skb_load_bytes(skb, 0, s->bytes, n) == 0) {
-			struct packet q = {.data = s->bytes, .len = n};
-			class = classify(&q, FROM_COPY);
-		}
-	}
-
-	count(direction, class, bytes);
+	// A header the parser could not read may lie past the linear data: then,
+	// and only then, parse a copy. Frames it could read cost nothing more.
+	if ((class == CLASS_NON_IP || class == CLASS_IPV4 + TRANSPORT_UNKNOWN ||
+	     class == CLASS_IPV6 + TRANSPORT_UNKNOWN) &&
+	    p.data + p.len > p.data_end)
+		class = classify_copy(skb);
+	// On receive the kernel has already moved the outer VLAN tag out of the
+	// frame into skb metadata, after counting the frame with it.
+	count(direction, class, skb->len + (skb->vlan_present ? VLAN_HLEN : 0));
 	return TCX_NEXT;
 }
 

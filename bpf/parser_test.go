@@ -14,23 +14,12 @@ import (
 
 func TestMain(m *testing.M) { testenv.Main(m) }
 
-// Frame builders for the parser cases. Addresses do not matter to the
-// parser; only the headers' lengths and protocol fields do.
-func eth(proto uint16, tags ...uint16) []byte {
-	f := make([]byte, 12)
-	for _, tpid := range tags {
-		f = binary.BigEndian.AppendUint16(f, tpid)
-		f = binary.BigEndian.AppendUint16(f, 42)
-	}
-	return binary.BigEndian.AppendUint16(f, proto)
-}
-
-func ipv4(proto byte, ihl int, payload int) []byte {
-	h := make([]byte, ihl*4+payload)
-	h[0], h[9] = 0x40|byte(ihl), proto
-	binary.BigEndian.PutUint16(h[2:], uint16(len(h)))
-	return h
-}
+var (
+	eth  = testenv.Eth
+	ipv4 = testenv.IPv4
+	ipv6 = testenv.IPv6
+	cat  = testenv.Cat
+)
 
 func ipv4Fragment(proto byte, offset uint16, more bool) []byte {
 	h := ipv4(proto, 5, 16)
@@ -40,42 +29,6 @@ func ipv4Fragment(proto byte, offset uint16, more bool) []byte {
 	}
 	binary.BigEndian.PutUint16(h[6:], flags)
 	return h
-}
-
-// ipv6 builds an IPv6 header followed by the extension headers in chain
-// (each given by its own protocol number) and then proto with payload bytes.
-func ipv6(proto byte, payload int, chain ...byte) []byte {
-	h := make([]byte, 40)
-	h[0] = 0x60
-	next := &h[6]
-	for _, ext := range chain {
-		*next = ext
-		var e []byte
-		switch ext {
-		case 44: // fragment: always 8 bytes
-			e = make([]byte, 8)
-		case 51: // AH: (len+2)*4 bytes; len 4 -> 24 bytes
-			e = make([]byte, 24)
-			e[1] = 4
-		default: // (len+1)*8 bytes; len 1 -> 16 bytes
-			e = make([]byte, 16)
-			e[1] = 1
-		}
-		h = append(h, e...)
-		next = &h[len(h)-len(e)]
-	}
-	*next = proto
-	h = append(h, make([]byte, payload)...)
-	binary.BigEndian.PutUint16(h[4:], uint16(len(h)-40))
-	return h
-}
-
-func cat(parts ...[]byte) []byte {
-	var f []byte
-	for _, p := range parts {
-		f = append(f, p...)
-	}
-	return f
 }
 
 type parserCase struct {
