@@ -18,7 +18,7 @@ import (
 
 const (
 	testRunRepeat = 2_000_000
-	bestOf        = 5
+	rounds        = 9
 )
 
 // benchDatapath runs ebpfnet's tc program, an empty tc program (the
@@ -57,79 +57,84 @@ func benchDatapath() (string, error) {
 	}
 	cpus := runtime.NumCPU()
 
+	every := make([]int, cpus)
+	for c := range every {
+		every[c] = c
+	}
+	progs := []*ebpf.Program{empty, ours, hash}
+
 	var b strings.Builder
-	fmt.Fprintf(&b, "ns per packet, best of %d runs of %d packets each; \"all CPUs\" runs the same program on each of the %d CPUs at once and reports the slowest CPU.\n\n", bestOf, testRunRepeat, cpus)
-	b.WriteString("| frame | empty | ebpfnet | ebpfnet above empty | shared hash + atomic | hash above empty | empty, all CPUs | ebpfnet, all CPUs | ebpfnet all CPUs / one CPU | hash, all CPUs |\n")
-	b.WriteString("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
+	fmt.Fprintf(&b, "ns per packet over %d rounds of %d packets each; each round runs the three programs one after another on the same frame, so the "+
+		"\"above empty\" columns are the median of per-round differences. \"All CPUs\" runs the program on each of the %d CPUs at once and counts the slowest CPU.\n\n",
+		rounds, testRunRepeat, cpus)
+	b.WriteString("| frame | empty (min) | ebpfnet (min) | ebpfnet above empty (median) | shared hash + atomic (min) | hash above empty (median) | ebpfnet, all CPUs (min) | ebpfnet all CPUs / one CPU | hash, all CPUs (min) |\n")
+	b.WriteString("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
 	for _, f := range frames {
-		var one, all [3]time.Duration
-		for i, p := range []*ebpf.Program{empty, ours, hash} {
-			if one[i], err = best(p, f.frame, []int{0}); err != nil {
-				return "", err
-			}
-			every := make([]int, cpus)
-			for c := range every {
-				every[c] = c
-			}
-			if all[i], err = best(p, f.frame, every); err != nil {
-				return "", err
+		var one, all [3][]time.Duration
+		for range rounds {
+			for i, p := range progs {
+				d, err := perPacket(p, f.frame, []int{0})
+				if err != nil {
+					return "", err
+				}
+				one[i] = append(one[i], d)
+				if d, err = perPacket(p, f.frame, every); err != nil {
+					return "", err
+				}
+				all[i] = append(all[i], d)
 			}
 		}
-		fmt.Fprintf(&b, "| %s | %d | %d | %+d | %d | %+d | %d | %d | %.2fx | %d |\n", f.name,
-			one[0].Nanoseconds(), one[1].Nanoseconds(), one[1].Nanoseconds()-one[0].Nanoseconds(),
-			one[2].Nanoseconds(), one[2].Nanoseconds()-one[0].Nanoseconds(),
-			all[0].Nanoseconds(), all[1].Nanoseconds(), float64(all[1])/float64(one[1]), all[2].Nanoseconds())
+		above := func(i int) float64 {
+			var diffs []float64
+			for r := range rounds {
+				diffs = append(diffs, float64(one[i][r]-one[0][r]))
+			}
+			slices.Sort(diffs)
+			return diffs[len(diffs)/2]
+		}
+		fmt.Fprintf(&b, "| %s | %d | %d | %+.0f | %d | %+.0f | %d | %.2fx | %d |\n", f.name,
+			slices.Min(one[0]).Nanoseconds(), slices.Min(one[1]).Nanoseconds(), above(1),
+			slices.Min(one[2]).Nanoseconds(), above(2),
+			slices.Min(all[1]).Nanoseconds(), float64(slices.Min(all[1]))/float64(slices.Min(one[1])), slices.Min(all[2]).Nanoseconds())
 	}
 	b.WriteString("\nTargets (issue 2): ebpfnet at most 4 ns above empty on each frame; with every CPU running it, within 1.5x of one CPU.\n" +
 		"BPF_PROG_TEST_RUN reports whole nanoseconds, so differences of 1 ns are noise.\n")
 	return b.String(), nil
 }
 
-// best returns the lowest per-packet time over bestOf rounds, where a round
-// runs prog on every CPU in cpus at once and counts its slowest CPU.
-func best(prog *ebpf.Program, frame []byte, cpus []int) (time.Duration, error) {
-	var rounds []time.Duration
-	for range bestOf {
-		var (
-			mu      sync.Mutex
-			slowest time.Duration
-			firstErr error
-			wg      sync.WaitGroup
-		)
-		for _, cpu := range cpus {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				runtime.LockOSThread()
-				defer runtime.UnlockOSThread()
-				var set unix.CPUSet
-				set.Set(cpu)
-				err := unix.SchedSetaffinity(0, &set)
-				var d time.Duration
-				if err == nil {
-					_, d, err = prog.Benchmark(frame, testRunRepeat, nil)
-				}
-				// Give the thread back able to run anywhere.
-				set.Zero()
-				for c := range runtime.NumCPU() {
-					set.Set(c)
-				}
-				_ = unix.SchedSetaffinity(0, &set)
-				mu.Lock()
-				defer mu.Unlock()
-				if err != nil && firstErr == nil {
-					firstErr = err
-				}
-				slowest = max(slowest, d)
-			}()
-		}
-		wg.Wait()
-		if firstErr != nil {
-			return 0, firstErr
-		}
-		rounds = append(rounds, slowest)
+// perPacket runs prog on every CPU in cpus at once and returns the slowest
+// CPU's time per packet.
+func perPacket(prog *ebpf.Program, frame []byte, cpus []int) (time.Duration, error) {
+	var (
+		mu       sync.Mutex
+		slowest  time.Duration
+		firstErr error
+		wg       sync.WaitGroup
+	)
+	for _, cpu := range cpus {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			// The thread's affinity is changed for good: let it die with
+			// the goroutine rather than go back to the scheduler's pool.
+			runtime.LockOSThread()
+			var set unix.CPUSet
+			set.Set(cpu)
+			err := unix.SchedSetaffinity(0, &set)
+			var d time.Duration
+			if err == nil {
+				_, d, err = prog.Benchmark(frame, testRunRepeat, nil)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil && firstErr == nil {
+				firstErr = err
+			}
+			slowest = max(slowest, d)
+		}()
 	}
-	return slices.Min(rounds), nil
+	wg.Wait()
+	return slowest, firstErr
 }
 
 // sharedHashCounter is the naive counter the design avoids: one hash map

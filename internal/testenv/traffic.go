@@ -49,8 +49,9 @@ func (p *Pair) SendUDPOnCPUs(t testing.TB, cpus []int, n, payload int) {
 	errc := make(chan error, len(cpus))
 	for _, cpu := range cpus {
 		go func() {
+			// Never unlocked: the thread's affinity is changed for good, so
+			// it dies with the goroutine.
 			runtime.LockOSThread()
-			defer runtime.UnlockOSThread()
 			var set unix.CPUSet
 			set.Set(cpu)
 			if err := unix.SchedSetaffinity(0, &set); err != nil {
