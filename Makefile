@@ -15,8 +15,17 @@ generate:
 check-generate: generate
 	git diff --exit-code -- bpf/
 
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -X github.com/ebpfnet/ebpfnet/internal/version.Version=$(VERSION)
+
 build:
-	$(GO) build -o bin/ebpfnet ./cmd/ebpfnet
+	$(GO) build -ldflags "$(LDFLAGS)" -o bin/ebpfnet ./cmd/ebpfnet
+
+# Build and start the sidecar with its embedded default: a per-interface
+# table in the terminal every 10 s (OTEL_METRIC_EXPORT_INTERVAL or
+# ARGS="--interval 2s" to change it). Ctrl-C detaches and exits.
+run: build
+	./bin/ebpfnet $(ARGS)
 
 # Every test, kernel tests included (in network namespaces they create).
 test:

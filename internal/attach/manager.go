@@ -248,15 +248,13 @@ func (m *Manager) AppendAttached(dst []Interface) []Interface {
 	return dst
 }
 
-// Errors returns how many attachments failed, by error type.
-func (m *Manager) Errors() map[string]uint64 {
+// CopyErrors writes into dst how many attachments failed, by error type.
+func (m *Manager) CopyErrors(dst map[string]uint64) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	out := make(map[string]uint64, len(m.errs))
 	for k, v := range m.errs {
-		out[k] = v
+		dst[k] = v
 	}
-	return out
 }
 
 // Close detaches everything, unless it is pinned: then it only lets go,

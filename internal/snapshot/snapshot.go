@@ -82,6 +82,9 @@ func (r *Reader) Read(mgr *attach.Manager, dst *Snapshot) error {
 			Counters: r.rows[a.Slot],
 		})
 	}
-	dst.AttachErrors = mgr.Errors()
+	if dst.AttachErrors == nil {
+		dst.AttachErrors = map[string]uint64{}
+	}
+	mgr.CopyErrors(dst.AttachErrors)
 	return nil
 }

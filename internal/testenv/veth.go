@@ -113,6 +113,12 @@ func (p *Pair) configure(name string, v4, v6 net.IP, mac *net.HardwareAddr, inde
 	if err != nil {
 		return err
 	}
+	// NOARP: the kernel then joins no solicited-node group and sends no
+	// MLD report, which would otherwise arrive up to a second after the
+	// link comes up. Neighbours are static, so nothing needs ARP or ND.
+	if err := netlink.LinkSetARPOff(l); err != nil {
+		return err
+	}
 	*mac, *index = l.Attrs().HardwareAddr, l.Attrs().Index
 	for _, a := range []*netlink.Addr{
 		{IPNet: &net.IPNet{IP: v4, Mask: net.CIDRMask(24, 32)}},

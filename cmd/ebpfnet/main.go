@@ -1,0 +1,119 @@
+// Command ebpfnet is the standalone sidecar/agent: it counts per-interface
+// traffic with eBPF and exports it as OpenTelemetry metrics, configured the
+// standard way through OTEL_* variables. With no exporter and no endpoint
+// configured, it prints a per-interface table to the terminal.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/metric"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+
+	"github.com/ebpfnet/ebpfnet/internal/datapath"
+	"github.com/ebpfnet/ebpfnet/internal/metrics"
+	"github.com/ebpfnet/ebpfnet/internal/version"
+)
+
+// Exit codes.
+const (
+	exitOK    = 0
+	exitError = 1 // bad configuration, missing privileges, failure to start
+	exitUsage = 2 // bad command line
+)
+
+// shutdownTimeout bounds the final export, so that SIGTERM ends the
+// process within 5 s even when the Collector is unreachable.
+const shutdownTimeout = 3 * time.Second
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	opts, err := parseFlags(args)
+	if errors.Is(err, errHelp) {
+		fmt.Fprint(stdout, usage)
+		return exitOK
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "ebpfnet: %v (see ebpfnet --help)\n", err)
+		return exitUsage
+	}
+	if opts.version {
+		fmt.Fprintf(stdout, "ebpfnet %s\n", version.Get())
+		return exitOK
+	}
+	settings, err := opts.settings()
+	if err != nil {
+		for _, line := range strings.Split(err.Error(), "\n") {
+			fmt.Fprintf(stderr, "ebpfnet: %s\n", line)
+		}
+		return exitError
+	}
+	if opts.checkConfig {
+		fmt.Fprint(stdout, settings.describe())
+		return exitOK
+	}
+
+	log := slog.New(slog.NewTextHandler(stderr, nil))
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if err := serve(ctx, settings, stdout, log); err != nil {
+		fmt.Fprintf(stderr, "ebpfnet: %v\n", err)
+		return exitError
+	}
+	return exitOK
+}
+
+// serve counts and exports until ctx ends, then exports once more and
+// detaches.
+func serve(ctx context.Context, s *settings, stdout io.Writer, log *slog.Logger) error {
+	// The exporter comes first: a bad OTEL_* variable is reported before
+	// anything is loaded into the kernel.
+	reader, err := s.newReader(ctx, stdout)
+	if err != nil {
+		return err
+	}
+	res, err := s.resource(ctx)
+	if err != nil {
+		return err
+	}
+	otel.SetErrorHandler(newOutageLogger(log, s.interval))
+
+	d, err := datapath.Open(s.config, log)
+	if err != nil {
+		_ = reader.Shutdown(context.Background())
+		return err
+	}
+	defer d.Close()
+
+	provider := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader), sdkmetric.WithResource(res))
+	meter := provider.Meter(metrics.ScopeName, metric.WithInstrumentationVersion(version.Get()))
+	if _, err := metrics.Register(meter, d.Snapshot); err != nil {
+		return err
+	}
+	logStart(log, s, d)
+
+	<-ctx.Done()
+	log.Info("stopping: exporting once more, then detaching")
+	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	defer cancel()
+	if err := provider.Shutdown(sctx); err != nil {
+		log.Warn("final export", "error", err)
+	}
+	if err := d.Close(); err != nil {
+		return fmt.Errorf("detach: %w", err)
+	}
+	return nil
+}

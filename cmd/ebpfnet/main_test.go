@@ -1,0 +1,505 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/ebpfnet/ebpfnet/internal/otlptest"
+	"github.com/ebpfnet/ebpfnet/internal/testenv"
+)
+
+func TestMain(m *testing.M) { testenv.Main(m) }
+
+var (
+	buildOnce sync.Once
+	binPath   string
+	buildErr  error
+)
+
+// binary builds the sidecar once per test run.
+func binary(t testing.TB) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "ebpfnet-bin")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		// Readable by anyone: one test runs it without privileges.
+		_ = os.Chmod(dir, 0o755)
+		binPath = filepath.Join(dir, "ebpfnet")
+		out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binPath
+}
+
+// syncBuffer is an io.Writer safe to read while a process writes it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+type sidecar struct {
+	cmd            *exec.Cmd
+	stdout, stderr *syncBuffer
+	done           chan error
+}
+
+// startSidecar runs the built binary with only the given environment.
+func startSidecar(t *testing.T, env []string, args ...string) *sidecar {
+	t.Helper()
+	s := &sidecar{stdout: &syncBuffer{}, stderr: &syncBuffer{}, done: make(chan error, 1)}
+	s.cmd = exec.Command(binary(t), args...)
+	s.cmd.Env = append([]string{"PATH=" + os.Getenv("PATH")}, env...)
+	s.cmd.Stdout, s.cmd.Stderr = s.stdout, s.stderr
+	if err := s.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { s.done <- s.cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = s.cmd.Process.Kill()
+		<-s.done
+		if t.Failed() {
+			t.Logf("sidecar stderr:\n%s", s.stderr.String())
+		}
+	})
+	return s
+}
+
+// stop sends sig and returns the exit code and how long the exit took.
+func (s *sidecar) stop(t *testing.T, sig syscall.Signal) (int, time.Duration) {
+	t.Helper()
+	start := time.Now()
+	_ = s.cmd.Process.Signal(sig)
+	select {
+	case <-s.done:
+		s.done <- nil // for the cleanup
+	case <-time.After(10 * time.Second):
+		t.Fatalf("sidecar did not exit within 10s of %v", sig)
+	}
+	return s.cmd.ProcessState.ExitCode(), time.Since(start)
+}
+
+func otlpEnv(addr string) []string {
+	return []string{
+		"OTEL_EXPORTER_OTLP_ENDPOINT=http://" + addr,
+		"OTEL_EXPORTER_OTLP_INSECURE=true",
+	}
+}
+
+// waitValues waits until the latest export satisfies ok.
+func waitValues(t *testing.T, srv *otlptest.Server, timeout time.Duration, ok func(map[string]int64) bool) map[string]int64 {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	var last map[string]int64
+	for time.Now().Before(deadline) {
+		if md, found := srv.Latest(); found {
+			last = otlptest.Values(md)
+			if ok(last) {
+				return last
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("no export matched within %v; last one:\n%s", timeout, dump(last))
+	return nil
+}
+
+func dump(v map[string]int64) string {
+	var b strings.Builder
+	for k, n := range v {
+		fmt.Fprintf(&b, "  %s = %d\n", k, n)
+	}
+	return b.String()
+}
+
+const (
+	packetsMetric = "system.network.packet.count"
+	bytesMetric   = "system.network.io"
+)
+
+func attachedIs(n int64) func(map[string]int64) bool {
+	return func(v map[string]int64) bool { return v[otlptest.Key("ebpfnet.interfaces.attached")] == n }
+}
+
+// totals sums an interface's series of metric in a direction.
+func totals(v map[string]int64, metric, iface, direction string) int64 {
+	var n int64
+	for k, x := range v {
+		if strings.HasPrefix(k, metric+"{") && strings.Contains(k, "network.interface.name="+iface+",") &&
+			strings.Contains(k, "network.io.direction="+direction) {
+			n += x
+		}
+	}
+	return n
+}
+
+// series is one expected data point pair: packets and bytes of a class.
+type series struct {
+	direction, netType, transport string
+	packets, bytes                int64
+}
+
+func (s series) keys(iface string) (string, string) {
+	kv := []string{"network.interface.name=" + iface, "network.io.direction=" + s.direction}
+	if s.netType != "" {
+		kv = append(kv, "network.type="+s.netType)
+	}
+	if s.transport != "" {
+		kv = append(kv, "network.transport="+s.transport)
+	}
+	return otlptest.Key(packetsMetric, kv...), otlptest.Key(bytesMetric, kv...)
+}
+
+// sendKnown sends traffic whose every frame the test can account for, and
+// returns the series it must produce.
+func sendKnown(t *testing.T, p *testenv.Pair) []series {
+	const payload = 100
+	udp4, udp6 := int64(testenv.UDPFrameLen(false, payload)), int64(testenv.UDPFrameLen(true, payload))
+	p.SendUDP(t, false, true, 200, payload)
+	p.SendRaw(t, true, testenv.VLANFrame(p.LocalMAC, p.PeerMAC, []uint16{0x88a8, 0x8100}, payload), 30)
+	p.SendUDP(t, true, false, 100, payload)
+	p.Ping(t, 20, payload)
+	return []series{
+		{"receive", "ipv4", "udp", 230, 200*udp4 + 30*(udp4+8)},
+		{"transmit", "ipv6", "udp", 100, 100 * udp6},
+		{"receive", "ipv4", "icmp", 20, 20 * udp4},
+		{"transmit", "ipv4", "icmp", 20, 20 * udp4},
+	}
+}
+
+// matches reports whether v holds exactly the expected series for iface,
+// no others, and totals equal to the kernel's deltas.
+func matches(v map[string]int64, iface string, want []series, k testenv.Stats) bool {
+	n := 0
+	for _, s := range want {
+		pk, bk := s.keys(iface)
+		if v[pk] != s.packets || v[bk] != s.bytes {
+			return false
+		}
+		n++
+	}
+	for key := range v {
+		if strings.HasPrefix(key, packetsMetric+"{") && strings.Contains(key, "="+iface+",") {
+			n--
+		}
+	}
+	return n == 0 &&
+		totals(v, packetsMetric, iface, "receive") == int64(k.RxPackets) &&
+		totals(v, bytesMetric, iface, "receive") == int64(k.RxBytes) &&
+		totals(v, packetsMetric, iface, "transmit") == int64(k.TxPackets) &&
+		totals(v, bytesMetric, iface, "transmit") == int64(k.TxBytes)
+}
+
+func TestExportsExactCountsOverOTLP(t *testing.T) {
+	testenv.Privileged(t)
+	srv := otlptest.Start(t, "127.0.0.1:0")
+	p := testenv.NewPair(t, "otlp0")
+	testenv.WaitQuiet(t, p.Local, 300*time.Millisecond)
+	kbase := testenv.LinkStats(t, p.Local)
+
+	sc := startSidecar(t, otlpEnv(srv.Addr), "--interfaces", p.Local, "--interval", "1s")
+	waitValues(t, srv, 10*time.Second, attachedIs(1))
+
+	want := sendKnown(t, p)
+	got := waitValues(t, srv, 10*time.Second, func(v map[string]int64) bool {
+		return matches(v, p.Local, want, testenv.LinkStats(t, p.Local).Sub(kbase))
+	})
+
+	md, _ := srv.Latest()
+	res := md.ResourceMetrics().At(0).Resource().Attributes()
+	for key, want := range map[string]string{"service.name": "ebpfnet", "os.type": "linux"} {
+		if v, ok := res.Get(key); !ok || v.AsString() != want {
+			t.Errorf("resource %s = %v, want %s", key, v.AsString(), want)
+		}
+	}
+	if _, ok := res.Get("host.name"); !ok {
+		t.Error("resource has no host.name")
+	}
+	if scope := md.ResourceMetrics().At(0).ScopeMetrics().At(0).Scope().Name(); scope != "github.com/ebpfnet/ebpfnet/internal/metrics" {
+		t.Errorf("scope %q", scope)
+	}
+	if code, took := sc.stop(t, syscall.SIGINT); code != 0 || took > 5*time.Second {
+		t.Errorf("SIGINT: exit %d after %v, want 0 within 5s", code, took)
+	}
+	requireDetached(t, p)
+	t.Logf("%d series exported", len(got))
+}
+
+func TestResourceFromEnvironment(t *testing.T) {
+	testenv.Privileged(t)
+	srv := otlptest.Start(t, "127.0.0.1:0")
+	p := testenv.NewPair(t, "res0")
+	env := append(otlpEnv(srv.Addr), "OTEL_SERVICE_NAME=edge-agent", "OTEL_RESOURCE_ATTRIBUTES=k8s.node.name=node-7,deployment.environment.name=test")
+	startSidecar(t, env, "--interfaces", p.Local, "--interval", "1s")
+	waitValues(t, srv, 10*time.Second, attachedIs(1))
+	md, _ := srv.Latest()
+	res := md.ResourceMetrics().At(0).Resource().Attributes()
+	for key, want := range map[string]string{"service.name": "edge-agent", "k8s.node.name": "node-7", "deployment.environment.name": "test"} {
+		if v, ok := res.Get(key); !ok || v.AsString() != want {
+			t.Errorf("resource %s = %q, want %q", key, v.AsString(), want)
+		}
+	}
+}
+
+func requireDetached(t *testing.T, p *testenv.Pair) {
+	t.Helper()
+	if got := testenv.Attachments(t, p.LocalIndex); len(got) != 0 {
+		t.Errorf("still attached: %v", got)
+	}
+}
+
+// SIGTERM while traffic flows: the last export reaches the receiver, the
+// process exits 0 within 5 s, and nothing stays attached.
+func TestSIGTERMExportsOnceMoreAndDetaches(t *testing.T) {
+	testenv.Privileged(t)
+	srv := otlptest.Start(t, "127.0.0.1:0")
+	p := testenv.NewPair(t, "term0")
+	// A long interval: only the export SIGTERM triggers can bring the
+	// traffic sent after the first export.
+	sc := startSidecar(t, otlpEnv(srv.Addr), "--interfaces", p.Local, "--interval", "3s")
+	waitValues(t, srv, 10*time.Second, attachedIs(1))
+	before, _ := srv.Requests()
+
+	stop := make(chan struct{})
+	sent := make(chan struct{})
+	go func() {
+		defer close(sent)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+				p.SendUDP(t, false, true, 50, 100)
+			}
+		}
+	}()
+	time.Sleep(500 * time.Millisecond)
+	signalled := time.Now()
+	code, took := sc.stop(t, syscall.SIGTERM)
+	close(stop)
+	<-sent
+	if code != 0 || took > 5*time.Second {
+		t.Errorf("SIGTERM: exit %d after %v, want 0 within 5s", code, took)
+	}
+	n, at := srv.Requests()
+	if n <= before || at.Before(signalled) {
+		t.Errorf("no export after SIGTERM (%d exports before, %d after, last at %v, signal at %v)", before, n, at, signalled)
+	}
+	md, _ := srv.Latest()
+	if got := totals(otlptest.Values(md), packetsMetric, p.Local, "receive"); got < 50 {
+		t.Errorf("final export counted %d received packets; the traffic before SIGTERM was at least 50", got)
+	}
+	requireDetached(t, p)
+}
+
+// The Collector is down for the first 20 s: the sidecar keeps counting,
+// logs the outage once, and when the Collector comes up the totals are
+// exact.
+func TestCollectorDownAtStart(t *testing.T) {
+	testenv.Privileged(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+
+	p := testenv.NewPair(t, "down0")
+	testenv.WaitQuiet(t, p.Local, 300*time.Millisecond)
+	kbase := testenv.LinkStats(t, p.Local)
+	sc := startSidecar(t, otlpEnv(addr), "--interfaces", p.Local, "--interval", "1s")
+	time.Sleep(time.Second) // attached
+	want := sendKnown(t, p)
+
+	time.Sleep(20*time.Second - time.Second)
+	srv := otlptest.Start(t, addr)
+	waitValues(t, srv, 30*time.Second, func(v map[string]int64) bool {
+		return matches(v, p.Local, want, testenv.LinkStats(t, p.Local).Sub(kbase))
+	})
+	if n := strings.Count(sc.stderr.String(), "export failing"); n != 1 {
+		t.Errorf("the outage was logged %d times, want once:\n%s", n, sc.stderr.String())
+	}
+	if code, _ := sc.stop(t, syscall.SIGTERM); code != 0 {
+		t.Errorf("exit %d", code)
+	}
+}
+
+func TestBadInputIsOneClearLine(t *testing.T) {
+	testenv.Privileged(t)
+	p := testenv.NewPair(t, "bad0")
+	dir := t.TempDir()
+	file := func(name, body string) string {
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	xdpTransmit := file("xdp.yaml", "attach: xdp\ndirections: [receive, transmit]\n")
+	unknownKey := file("unknown.yaml", "interfaces:\n  include: [bad0]\nattach_mode: tc\n")
+	good := file("good.yaml", "interfaces:\n  include: [bad0]\nattach: tc\n")
+
+	for _, tc := range []struct {
+		name string
+		args []string
+		env  []string
+		code int
+		line string
+	}{
+		{"unknown flag", []string{"--interface", "x"}, nil, 2, "ebpfnet: flag provided but not defined: -interface (see ebpfnet --help)"},
+		{"stray argument", []string{"run"}, nil, 2, `ebpfnet: unexpected argument "run" (see ebpfnet --help)`},
+		{"bad interval flag", []string{"--interval", "soon"}, nil, 2, `ebpfnet: invalid value "soon" for flag -interval: parse error (see ebpfnet --help)`},
+		{"negative interval", []string{"--interval", "-1s"}, nil, 2, "ebpfnet: --interval must be positive, got -1s (see ebpfnet --help)"},
+		{"bad glob", []string{"--interfaces", "bad0,["}, nil, 1, `ebpfnet: interfaces.include[1]: bad glob "[": syntax error in pattern`},
+		{"bad regex", []string{"--exclude", "/(/"}, nil, 1, "ebpfnet: interfaces.exclude[0]: bad regular expression /(/: missing closing ): `^(?:()$`"},
+		{"unknown attach", []string{"--attach", "kprobe"}, nil, 1, `ebpfnet: attach: unknown mode "kprobe" (want auto, tcx, tc or xdp)`},
+		{"xdp transmit", []string{"--config", xdpTransmit}, nil, 1, "ebpfnet: directions: xdp can only count receive: remove transmit, or use attach: tcx or tc"},
+		{"unknown key", []string{"--config", unknownKey}, nil, 1, "ebpfnet: config file " + unknownKey + `: line 3: unknown key "attach_mode"`},
+		{"missing file", []string{"--config", filepath.Join(dir, "nope.yaml")}, nil, 1, "ebpfnet: config file: open " + filepath.Join(dir, "nope.yaml") + ": no such file or directory"},
+		{"relative pin path", []string{"--pin-path", "bpf/x"}, nil, 1, `ebpfnet: pin_path: must be an absolute path, got "bpf/x"`},
+		{"unknown exporter", nil, []string{"OTEL_METRICS_EXPORTER=statsd"}, 1, `ebpfnet: OTEL_METRICS_EXPORTER: unknown exporter "statsd" (want otlp, console, prometheus or none)`},
+		{"unknown protocol", nil, []string{"OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4317", "OTEL_EXPORTER_OTLP_PROTOCOL=udp"}, 1, `ebpfnet: OTEL_EXPORTER_OTLP_PROTOCOL: unknown protocol "udp" (want grpc or http/protobuf)`},
+		{"bad interval env", nil, []string{"OTEL_METRIC_EXPORT_INTERVAL=10s"}, 1, `ebpfnet: OTEL_METRIC_EXPORT_INTERVAL: want a positive number of milliseconds, got "10s"`},
+		{"check-config invalid", []string{"--check-config", "--attach", "bpf"}, nil, 1, `ebpfnet: attach: unknown mode "bpf" (want auto, tcx, tc or xdp)`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			args := append([]string{"--interfaces", p.Local}, tc.args...)
+			cmd := exec.Command(binary(t), args...)
+			cmd.Env = tc.env
+			var stdout, stderr bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &stdout, &stderr
+			_ = cmd.Run()
+			if code := cmd.ProcessState.ExitCode(); code != tc.code {
+				t.Errorf("exit %d, want %d", code, tc.code)
+			}
+			if got := strings.TrimRight(stderr.String(), "\n"); got != tc.line {
+				t.Errorf("stderr:\n%s\nwant one line:\n%s", got, tc.line)
+			}
+			if got := testenv.Attachments(t, p.LocalIndex); len(got) != 0 {
+				t.Errorf("attached after bad input: %v", got)
+			}
+		})
+	}
+
+	// --check-config on a good file: the effective configuration, flags
+	// over the file, and nothing loaded.
+	cmd := exec.Command(binary(t), "--config", good, "--check-config", "--exclude", "eth*,lo")
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("check-config: %v", err)
+	}
+	for _, want := range []string{"configuration is valid", "- bad0", "attach: tc", "- eth*", "- lo", "interval: 10s", "exporter: table"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("check-config output lacks %q:\n%s", want, out)
+		}
+	}
+	if got := testenv.Attachments(t, p.LocalIndex); len(got) != 0 {
+		t.Errorf("attached by --check-config: %v", got)
+	}
+}
+
+func TestMissingPrivilegesSaysWhat(t *testing.T) {
+	testenv.Privileged(t)
+	cmd := exec.Command(binary(t), "--interfaces", "x")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	_ = cmd.Run()
+	want := "ebpfnet: insufficient privileges: ebpfnet needs root, or CAP_BPF and CAP_NET_ADMIN (missing CAP_BPF and CAP_NET_ADMIN)"
+	if code := cmd.ProcessState.ExitCode(); code != 1 || strings.TrimSpace(stderr.String()) != want {
+		t.Errorf("exit %d, stderr:\n%s\nwant exit 1 and:\n%s", code, stderr.String(), want)
+	}
+}
+
+func TestVersion(t *testing.T) {
+	out, err := exec.Command(binary(t), "--version").Output()
+	if err != nil || !strings.HasPrefix(string(out), "ebpfnet ") {
+		t.Errorf("--version: %q, %v", out, err)
+	}
+}
+
+// `make run`, as README tells a new user, in a test namespace: it builds,
+// starts, and prints a table with the interface's traffic.
+func TestMakeRun(t *testing.T) {
+	testenv.Privileged(t)
+	p := testenv.NewPair(t, "run0")
+	cmd := exec.Command("make", "-s", "run")
+	cmd.Dir = "../.."
+	cmd.Env = append(os.Environ(), "OTEL_METRIC_EXPORT_INTERVAL=1000")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = io.Discard
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGINT)
+		_ = cmd.Wait()
+		requireDetached(t, p)
+	}()
+
+	lines := make(chan string)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	deadline := time.After(2 * time.Minute) // the first run builds
+	sentTraffic := false
+	var table []string
+	for {
+		select {
+		case line, ok := <-lines:
+			if !ok {
+				t.Fatalf("make run ended; output:\n%s", strings.Join(table, "\n"))
+			}
+			table = append(table, line)
+			if strings.HasPrefix(line, "INTERFACE") && !sentTraffic {
+				sentTraffic = true
+				p.SendUDP(t, false, true, 10, 100)
+			}
+			f := strings.Fields(line)
+			if sentTraffic && len(f) > 8 && f[0] == p.Local && f[1] == "receive" && f[7] == "10" {
+				t.Logf("make run printed:\n%s", strings.Join(table[max(0, len(table)-8):], "\n"))
+				return
+			}
+		case <-deadline:
+			t.Fatalf("no table row with 10 UDP packets for %s; output:\n%s", p.Local, strings.Join(table, "\n"))
+		}
+	}
+}

@@ -1,0 +1,72 @@
+// Package metrics is the one source of truth for what ebpfnet reports:
+// metric names, units, descriptions and attributes (OpenTelemetry semantic
+// conventions), and the walk from a snapshot to data points that both front
+// ends use: the sidecar through the OTel Go SDK (Register), the Collector
+// receiver through pdata.
+package metrics
+
+import (
+	"go.opentelemetry.io/otel/attribute"
+
+	"github.com/ebpfnet/ebpfnet/bpf"
+	"github.com/ebpfnet/ebpfnet/internal/snapshot"
+)
+
+// Definition is one metric's name, unit and description.
+type Definition struct {
+	Name, Unit, Description string
+}
+
+// The metrics of the contract.
+var (
+	IO = Definition{"system.network.io", "By",
+		"Bytes seen on the interface: the frames' length including Ethernet header and VLAN tags, counted by eBPF."}
+	Packets = Definition{"system.network.packet.count", "{packet}",
+		"Packets (frames) seen on the interface, counted by eBPF."}
+
+	InterfacesAttached = Definition{"ebpfnet.interfaces.attached", "{interface}",
+		"Interfaces ebpfnet is attached to and counting on."}
+	AttachErrors = Definition{"ebpfnet.attach.errors", "{error}",
+		"Attachments that failed, by error.type (max_interfaces: over the cardinality guard)."}
+	CollectionDuration = Definition{"ebpfnet.collection.duration", "s",
+		"Time one collection took to read every interface's counters."}
+)
+
+// Attribute keys.
+const (
+	AttrInterface   = attribute.Key("network.interface.name")
+	AttrDirection   = attribute.Key("network.io.direction")
+	AttrNetworkType = attribute.Key("network.type")
+	AttrTransport   = attribute.Key("network.transport")
+	AttrErrorType   = attribute.Key("error.type")
+)
+
+// Attributes returns the attribute set of one series: the interface, the
+// direction, and the IP version and transport where the class has them.
+func Attributes(iface string, d bpf.Direction, c bpf.Class) []attribute.KeyValue {
+	kv := make([]attribute.KeyValue, 0, 4)
+	kv = append(kv, AttrInterface.String(iface), AttrDirection.String(d.String()))
+	if t := c.NetworkType(); t != "" {
+		kv = append(kv, AttrNetworkType.String(t))
+	}
+	if t := c.Transport(); t != "" {
+		kv = append(kv, AttrTransport.String(t))
+	}
+	return kv
+}
+
+// Each calls fn for every series of s that has counted something: an
+// interface, a direction and a class. Series appear when their first frame
+// is counted and, being cumulative, stay.
+func Each(s *snapshot.Snapshot, fn func(i *snapshot.Interface, d bpf.Direction, c bpf.Class, n bpf.Count)) {
+	for k := range s.Interfaces {
+		i := &s.Interfaces[k]
+		for d := range i.Counters {
+			for c, n := range i.Counters[d] {
+				if n.Packets != 0 {
+					fn(i, bpf.Direction(d), bpf.Class(c), n)
+				}
+			}
+		}
+	}
+}

@@ -1,0 +1,107 @@
+package metrics
+
+import (
+	"context"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+
+	"github.com/ebpfnet/ebpfnet/bpf"
+	"github.com/ebpfnet/ebpfnet/internal/snapshot"
+)
+
+// ScopeName is the instrumentation scope of the sidecar's metrics: this
+// package's import path.
+const ScopeName = "github.com/ebpfnet/ebpfnet/internal/metrics"
+
+// Source fills a snapshot: datapath.(*Datapath).Snapshot, or a fixed one in
+// tests.
+type Source func(*snapshot.Snapshot) error
+
+// Register creates the contract's instruments on meter and one callback that
+// takes one snapshot per collection and observes it. Attribute sets are
+// built once per series and reused, so a collection in steady state
+// allocates nothing per data point.
+func Register(meter metric.Meter, src Source) (metric.Registration, error) {
+	c := &collector{src: src, series: map[string]*seriesOptions{}, errOpts: map[string][]metric.ObserveOption{}}
+	var err error
+	if c.io, err = meter.Int64ObservableCounter(IO.Name, metric.WithUnit(IO.Unit), metric.WithDescription(IO.Description)); err != nil {
+		return nil, err
+	}
+	if c.packets, err = meter.Int64ObservableCounter(Packets.Name, metric.WithUnit(Packets.Unit), metric.WithDescription(Packets.Description)); err != nil {
+		return nil, err
+	}
+	if c.attached, err = meter.Int64ObservableGauge(InterfacesAttached.Name, metric.WithUnit(InterfacesAttached.Unit), metric.WithDescription(InterfacesAttached.Description)); err != nil {
+		return nil, err
+	}
+	if c.errors, err = meter.Int64ObservableCounter(AttachErrors.Name, metric.WithUnit(AttachErrors.Unit), metric.WithDescription(AttachErrors.Description)); err != nil {
+		return nil, err
+	}
+	if c.duration, err = meter.Float64Gauge(CollectionDuration.Name, metric.WithUnit(CollectionDuration.Unit), metric.WithDescription(CollectionDuration.Description)); err != nil {
+		return nil, err
+	}
+	return meter.RegisterCallback(c.observe, c.io, c.packets, c.attached, c.errors)
+}
+
+type collector struct {
+	src      Source
+	io       metric.Int64ObservableCounter
+	packets  metric.Int64ObservableCounter
+	attached metric.Int64ObservableGauge
+	errors   metric.Int64ObservableCounter
+	duration metric.Float64Gauge
+
+	snap    snapshot.Snapshot
+	gen     uint64
+	series  map[string]*seriesOptions // by interface name
+	errOpts map[string][]metric.ObserveOption
+}
+
+// seriesOptions are one interface's attribute sets, made when a series
+// first has data.
+type seriesOptions struct {
+	gen  uint64 // the last collection that saw the interface
+	opts [bpf.NumDirections][bpf.NumClasses][]metric.ObserveOption
+}
+
+func (c *collector) observe(ctx context.Context, o metric.Observer) error {
+	start := time.Now()
+	if err := c.src(&c.snap); err != nil {
+		return err
+	}
+	c.gen++
+	Each(&c.snap, func(i *snapshot.Interface, d bpf.Direction, k bpf.Class, n bpf.Count) {
+		s := c.series[i.Name]
+		if s == nil {
+			s = &seriesOptions{}
+			c.series[i.Name] = s
+		}
+		s.gen = c.gen
+		opts := s.opts[d][k]
+		if opts == nil {
+			opts = []metric.ObserveOption{metric.WithAttributeSet(attribute.NewSet(Attributes(i.Name, d, k)...))}
+			s.opts[d][k] = opts
+		}
+		o.ObserveInt64(c.packets, int64(n.Packets), opts...)
+		o.ObserveInt64(c.io, int64(n.Bytes), opts...)
+	})
+	// Forget interfaces that are gone, so churn does not grow the cache.
+	for name, s := range c.series {
+		if s.gen != c.gen {
+			delete(c.series, name)
+		}
+	}
+
+	o.ObserveInt64(c.attached, int64(len(c.snap.Interfaces)))
+	for typ, n := range c.snap.AttachErrors {
+		opts := c.errOpts[typ]
+		if opts == nil {
+			opts = []metric.ObserveOption{metric.WithAttributeSet(attribute.NewSet(AttrErrorType.String(typ)))}
+			c.errOpts[typ] = opts
+		}
+		o.ObserveInt64(c.errors, int64(n), opts...)
+	}
+	c.duration.Record(ctx, time.Since(start).Seconds())
+	return nil
+}

@@ -1,0 +1,126 @@
+package metrics
+
+import (
+	"context"
+	"testing"
+
+	"go.opentelemetry.io/otel/attribute"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata/metricdatatest"
+
+	"github.com/ebpfnet/ebpfnet/bpf"
+	"github.com/ebpfnet/ebpfnet/internal/snapshot"
+)
+
+// fixedSnapshot is a controlled snapshot: veth0 with traffic in several
+// classes both ways, veth1 with ARP only, received.
+func fixedSnapshot() snapshot.Snapshot {
+	var a, b bpf.Counters
+	a[bpf.Receive][bpf.ClassIPv4TCP] = bpf.Count{Packets: 10, Bytes: 15000}
+	a[bpf.Receive][bpf.ClassIPv6UDP] = bpf.Count{Packets: 3, Bytes: 450}
+	a[bpf.Transmit][bpf.ClassIPv4TCP] = bpf.Count{Packets: 7, Bytes: 462}
+	a[bpf.Transmit][bpf.ClassIPv4Unknown] = bpf.Count{Packets: 1, Bytes: 20}
+	b[bpf.Receive][bpf.ClassNonIP] = bpf.Count{Packets: 2, Bytes: 84}
+	return snapshot.Snapshot{
+		Interfaces: []snapshot.Interface{
+			{Name: "veth0", Index: 5, Counters: a},
+			{Name: "veth1", Index: 6, Counters: b},
+		},
+		AttachErrors: map[string]uint64{"max_interfaces": 4},
+	}
+}
+
+func collect(t testing.TB, src Source) metricdata.ScopeMetrics {
+	t.Helper()
+	reader := sdkmetric.NewManualReader()
+	provider := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
+	t.Cleanup(func() { provider.Shutdown(context.Background()) })
+	if _, err := Register(provider.Meter(ScopeName), src); err != nil {
+		t.Fatal(err)
+	}
+	var rm metricdata.ResourceMetrics
+	if err := reader.Collect(context.Background(), &rm); err != nil {
+		t.Fatal(err)
+	}
+	if len(rm.ScopeMetrics) != 1 {
+		t.Fatalf("%d scopes, want 1", len(rm.ScopeMetrics))
+	}
+	return rm.ScopeMetrics[0]
+}
+
+func point(v int64, kv ...attribute.KeyValue) metricdata.DataPoint[int64] {
+	return metricdata.DataPoint[int64]{Attributes: attribute.NewSet(kv...), Value: v}
+}
+
+func TestCallbackObservesSnapshot(t *testing.T) {
+	snap := fixedSnapshot()
+	sm := collect(t, func(s *snapshot.Snapshot) error { *s = snap; return nil })
+
+	iface := AttrInterface.String
+	rx, tx := AttrDirection.String("receive"), AttrDirection.String("transmit")
+	v4, v6 := AttrNetworkType.String("ipv4"), AttrNetworkType.String("ipv6")
+	tcp, udp := AttrTransport.String("tcp"), AttrTransport.String("udp")
+	sum := func(points ...metricdata.DataPoint[int64]) metricdata.Sum[int64] {
+		return metricdata.Sum[int64]{Temporality: metricdata.CumulativeTemporality, IsMonotonic: true, DataPoints: points}
+	}
+	want := []metricdata.Metrics{
+		{Name: "system.network.io", Unit: "By", Description: IO.Description, Data: sum(
+			point(15000, iface("veth0"), rx, v4, tcp),
+			point(450, iface("veth0"), rx, v6, udp),
+			point(462, iface("veth0"), tx, v4, tcp),
+			point(20, iface("veth0"), tx, v4),
+			point(84, iface("veth1"), rx),
+		)},
+		{Name: "system.network.packet.count", Unit: "{packet}", Description: Packets.Description, Data: sum(
+			point(10, iface("veth0"), rx, v4, tcp),
+			point(3, iface("veth0"), rx, v6, udp),
+			point(7, iface("veth0"), tx, v4, tcp),
+			point(1, iface("veth0"), tx, v4),
+			point(2, iface("veth1"), rx),
+		)},
+		{Name: "ebpfnet.interfaces.attached", Unit: "{interface}", Description: InterfacesAttached.Description,
+			Data: metricdata.Gauge[int64]{DataPoints: []metricdata.DataPoint[int64]{point(2)}}},
+		{Name: "ebpfnet.attach.errors", Unit: "{error}", Description: AttachErrors.Description,
+			Data: sum(point(4, AttrErrorType.String("max_interfaces")))},
+	}
+	got := map[string]metricdata.Metrics{}
+	for _, m := range sm.Metrics {
+		got[m.Name] = m
+	}
+	for _, w := range want {
+		metricdatatest.AssertEqual(t, w, got[w.Name], metricdatatest.IgnoreTimestamp())
+	}
+	d, ok := got["ebpfnet.collection.duration"].Data.(metricdata.Gauge[float64])
+	if !ok || len(d.DataPoints) != 1 || d.DataPoints[0].Value <= 0 || d.DataPoints[0].Value > 1 {
+		t.Errorf("collection duration: %+v", got["ebpfnet.collection.duration"])
+	}
+	if sm.Scope.Name != ScopeName {
+		t.Errorf("scope %q, want %q", sm.Scope.Name, ScopeName)
+	}
+}
+
+// An interface that leaves the snapshot leaves the metrics, and the cache.
+func TestRemovedInterfaceIsForgotten(t *testing.T) {
+	reader := sdkmetric.NewManualReader()
+	provider := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
+	defer provider.Shutdown(context.Background())
+	snap := fixedSnapshot()
+	if _, err := Register(provider.Meter(ScopeName), func(s *snapshot.Snapshot) error { *s = snap; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	var rm metricdata.ResourceMetrics
+	_ = reader.Collect(context.Background(), &rm)
+	snap.Interfaces = snap.Interfaces[:1]
+	_ = reader.Collect(context.Background(), &rm)
+	for _, m := range rm.ScopeMetrics[0].Metrics {
+		if s, ok := m.Data.(metricdata.Sum[int64]); ok {
+			for _, p := range s.DataPoints {
+				if v, _ := p.Attributes.Value(AttrInterface); v.AsString() == "veth1" {
+					t.Errorf("%s still reports veth1", m.Name)
+				}
+			}
+		}
+	}
+}
+

@@ -1,0 +1,127 @@
+// Package otlptest is a real OTLP/gRPC metrics endpoint for end-to-end
+// tests: the OTLP protobuf MetricsService on a local port, keeping what it
+// receives, with helpers to read the latest cumulative values.
+package otlptest
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.opentelemetry.io/collector/pdata/pcommon"
+	"go.opentelemetry.io/collector/pdata/pmetric"
+	"go.opentelemetry.io/collector/pdata/pmetric/pmetricotlp"
+	"google.golang.org/grpc"
+)
+
+// Server receives OTLP metrics over gRPC.
+type Server struct {
+	pmetricotlp.UnimplementedGRPCServer
+	Addr string
+
+	grpc *grpc.Server
+	mu   sync.Mutex
+	reqs []pmetric.Metrics
+	at   []time.Time
+}
+
+// Start listens on addr ("127.0.0.1:0" for any port) until t ends.
+func Start(t testing.TB, addr string) *Server {
+	t.Helper()
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatalf("otlp listen: %v", err)
+	}
+	s := &Server{Addr: ln.Addr().String(), grpc: grpc.NewServer()}
+	pmetricotlp.RegisterGRPCServer(s.grpc, s)
+	go func() { _ = s.grpc.Serve(ln) }()
+	t.Cleanup(s.grpc.Stop)
+	return s
+}
+
+// Export keeps the request.
+func (s *Server) Export(_ context.Context, req pmetricotlp.ExportRequest) (pmetricotlp.ExportResponse, error) {
+	m := pmetric.NewMetrics()
+	req.Metrics().CopyTo(m)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.reqs = append(s.reqs, m)
+	s.at = append(s.at, time.Now())
+	return pmetricotlp.NewExportResponse(), nil
+}
+
+// Requests returns how many exports arrived, and when the last one did.
+func (s *Server) Requests() (int, time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.reqs) == 0 {
+		return 0, time.Time{}
+	}
+	return len(s.reqs), s.at[len(s.at)-1]
+}
+
+// Latest returns the last export received, or false.
+func (s *Server) Latest() (pmetric.Metrics, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.reqs) == 0 {
+		return pmetric.Metrics{}, false
+	}
+	return s.reqs[len(s.reqs)-1], true
+}
+
+// Values flattens md's number data points into "metric{k=v,...}" -> value,
+// attributes sorted by key: easy to compare across front ends and tests.
+func Values(md pmetric.Metrics) map[string]int64 {
+	out := map[string]int64{}
+	rms := md.ResourceMetrics()
+	for i := 0; i < rms.Len(); i++ {
+		sms := rms.At(i).ScopeMetrics()
+		for j := 0; j < sms.Len(); j++ {
+			ms := sms.At(j).Metrics()
+			for k := 0; k < ms.Len(); k++ {
+				m := ms.At(k)
+				var dps pmetric.NumberDataPointSlice
+				switch m.Type() {
+				case pmetric.MetricTypeSum:
+					dps = m.Sum().DataPoints()
+				case pmetric.MetricTypeGauge:
+					dps = m.Gauge().DataPoints()
+				default:
+					continue
+				}
+				for p := 0; p < dps.Len(); p++ {
+					dp := dps.At(p)
+					v := dp.IntValue()
+					if dp.ValueType() == pmetric.NumberDataPointValueTypeDouble {
+						v = int64(dp.DoubleValue())
+					}
+					out[SeriesKey(m.Name(), dp.Attributes())] = v
+				}
+			}
+		}
+	}
+	return out
+}
+
+// SeriesKey is a series' name and attributes as one string.
+func SeriesKey(name string, attrs pcommon.Map) string {
+	var kv []string
+	attrs.Range(func(k string, v pcommon.Value) bool {
+		kv = append(kv, k+"="+v.AsString())
+		return true
+	})
+	sort.Strings(kv)
+	return fmt.Sprintf("%s{%s}", name, strings.Join(kv, ","))
+}
+
+// Key builds the SeriesKey of a metric with the given "k=v" attributes.
+func Key(name string, kv ...string) string {
+	sort.Strings(kv)
+	return fmt.Sprintf("%s{%s}", name, strings.Join(kv, ","))
+}
