@@ -123,4 +123,3 @@ func TestRemovedInterfaceIsForgotten(t *testing.T) {
 		}
 	}
 }
-
