@@ -11,6 +11,8 @@ import (
 	"runtime"
 	"strings"
 	"time"
+
+	"github.com/ebpfnet/ebpfnet/internal/testenv"
 )
 
 type section struct {
@@ -19,12 +21,20 @@ type section struct {
 }
 
 func main() {
+	// Everything runs in a network namespace of its own: the benchmarks
+	// create and attach to interfaces.
+	os.Exit(testenv.RunIsolated(bench))
+}
+
+func bench() int {
 	out := flag.String("o", "", "also write the report to this Markdown file")
 	only := flag.String("only", "", "run only the sections whose names contain this")
 	flag.Parse()
 
 	sections := []section{
 		{"datapath: per-packet cost (BPF_PROG_TEST_RUN)", benchDatapath},
+		{"sidecar: one collection", benchCollection},
+		{"sidecar: footprint", benchFootprint},
 	}
 
 	var report strings.Builder
@@ -38,7 +48,7 @@ func main() {
 		body, err := s.run()
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "bench: %s: %v\n", s.name, err)
-			os.Exit(1)
+			return 1
 		}
 		fmt.Fprintf(&report, "## %s\n\n%s\n", s.name, body)
 	}
@@ -46,9 +56,10 @@ func main() {
 	if *out != "" {
 		if err := os.WriteFile(*out, []byte(report.String()), 0o644); err != nil {
 			fmt.Fprintln(os.Stderr, "bench:", err)
-			os.Exit(1)
+			return 1
 		}
 	}
+	return 0
 }
 
 func machine() string {

@@ -24,7 +24,18 @@ type Source func(*snapshot.Snapshot) error
 // built once per series and reused, so a collection in steady state
 // allocates nothing per data point.
 func Register(meter metric.Meter, src Source) (metric.Registration, error) {
-	c := &collector{src: src, series: map[string]*seriesOptions{}, errOpts: map[string][]metric.ObserveOption{}}
+	c, err := NewCollector(meter, src)
+	if err != nil {
+		return nil, err
+	}
+	return meter.RegisterCallback(c.Observe, c.io, c.packets, c.attached, c.errors)
+}
+
+// NewCollector creates the instruments on meter; its Observe is the
+// callback Register registers. It is exported for the benchmarks, which
+// time Observe on its own.
+func NewCollector(meter metric.Meter, src Source) (*Collector, error) {
+	c := &Collector{src: src, series: map[string]*seriesOptions{}, errOpts: map[string][]metric.ObserveOption{}}
 	var err error
 	if c.io, err = meter.Int64ObservableCounter(IO.Name, metric.WithUnit(IO.Unit), metric.WithDescription(IO.Description)); err != nil {
 		return nil, err
@@ -41,10 +52,11 @@ func Register(meter metric.Meter, src Source) (metric.Registration, error) {
 	if c.duration, err = meter.Float64Gauge(CollectionDuration.Name, metric.WithUnit(CollectionDuration.Unit), metric.WithDescription(CollectionDuration.Description)); err != nil {
 		return nil, err
 	}
-	return meter.RegisterCallback(c.observe, c.io, c.packets, c.attached, c.errors)
+	return c, nil
 }
 
-type collector struct {
+// Collector observes one snapshot per collection.
+type Collector struct {
 	src      Source
 	io       metric.Int64ObservableCounter
 	packets  metric.Int64ObservableCounter
@@ -65,7 +77,8 @@ type seriesOptions struct {
 	opts [bpf.NumDirections][bpf.NumClasses][]metric.ObserveOption
 }
 
-func (c *collector) observe(ctx context.Context, o metric.Observer) error {
+// Observe takes a snapshot and observes every series in it.
+func (c *Collector) Observe(ctx context.Context, o metric.Observer) error {
 	start := time.Now()
 	if err := c.src(&c.snap); err != nil {
 		return err

@@ -33,16 +33,28 @@ type Server struct {
 // Start listens on addr ("127.0.0.1:0" for any port) until t ends.
 func Start(t testing.TB, addr string) *Server {
 	t.Helper()
-	ln, err := net.Listen("tcp", addr)
+	s, err := Listen(addr)
 	if err != nil {
 		t.Fatalf("otlp listen: %v", err)
+	}
+	t.Cleanup(s.Stop)
+	return s
+}
+
+// Listen serves on addr until Stop.
+func Listen(addr string) (*Server, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
 	}
 	s := &Server{Addr: ln.Addr().String(), grpc: grpc.NewServer()}
 	pmetricotlp.RegisterGRPCServer(s.grpc, s)
 	go func() { _ = s.grpc.Serve(ln) }()
-	t.Cleanup(s.grpc.Stop)
-	return s
+	return s, nil
 }
+
+// Stop stops serving.
+func (s *Server) Stop() { s.grpc.Stop() }
 
 // Export keeps the request.
 func (s *Server) Export(_ context.Context, req pmetricotlp.ExportRequest) (pmetricotlp.ExportResponse, error) {

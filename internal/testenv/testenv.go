@@ -34,19 +34,26 @@ func Main(m *testing.M) {
 	if os.Geteuid() != 0 {
 		os.Exit(m.Run())
 	}
+	os.Exit(RunIsolated(m.Run))
+}
+
+// RunIsolated runs fn in a child process born in a new network namespace
+// and a private mount namespace (see Main), and returns its exit code. The
+// benchmarks use it too.
+func RunIsolated(fn func() int) int {
 	if os.Getenv(envIsolated) == "" {
-		os.Exit(reexecIsolated())
+		return reexecIsolated()
 	}
-	// Processes the tests start from here (go test -fuzz workers) inherit
-	// the namespaces and mounts.
+	// Processes started from here (go test -fuzz workers) inherit the
+	// namespaces and mounts.
 	if os.Getenv(envIsolated) == "new" {
 		if err := setupIsolated(); err != nil {
 			fmt.Fprintln(os.Stderr, "testenv:", err)
-			os.Exit(1)
+			return 1
 		}
 		os.Setenv(envIsolated, "ready")
 	}
-	os.Exit(m.Run())
+	return fn()
 }
 
 func reexecIsolated() int {
@@ -116,6 +123,17 @@ func Privileged(t testing.TB) {
 // NewNetns returns a new, empty network namespace, closed when t ends.
 func NewNetns(t testing.TB) netns.NsHandle {
 	t.Helper()
+	ns, err := CreateNetns()
+	if err != nil {
+		t.Fatalf("new network namespace: %v", err)
+	}
+	t.Cleanup(func() { ns.Close() })
+	return ns
+}
+
+// CreateNetns returns a new, empty network namespace; closing the handle
+// lets it go.
+func CreateNetns() (netns.NsHandle, error) {
 	var ns netns.NsHandle
 	err := onLockedThread(func() error {
 		orig, err := netns.Get()
@@ -129,11 +147,7 @@ func NewNetns(t testing.TB) netns.NsHandle {
 		}
 		return netns.Set(orig)
 	})
-	if err != nil {
-		t.Fatalf("new network namespace: %v", err)
-	}
-	t.Cleanup(func() { ns.Close() })
-	return ns
+	return ns, err
 }
 
 // RunIn calls fn on a thread inside ns. Sockets fn opens belong to ns for
