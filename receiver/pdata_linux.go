@@ -1,0 +1,89 @@
+package receiver
+
+import (
+	"time"
+
+	"go.opentelemetry.io/collector/pdata/pcommon"
+	"go.opentelemetry.io/collector/pdata/pmetric"
+
+	"github.com/ebpfnet/ebpfnet/bpf"
+	"github.com/ebpfnet/ebpfnet/internal/metrics"
+	"github.com/ebpfnet/ebpfnet/internal/snapshot"
+	"github.com/ebpfnet/ebpfnet/internal/version"
+)
+
+// ScopeName is the instrumentation scope of the receiver's metrics.
+const ScopeName = "github.com/ebpfnet/ebpfnet/receiver"
+
+type resourceInfo struct {
+	host    string
+	started time.Time // the receiver's start: for its own counters
+}
+
+// toMetrics turns a snapshot into pdata with the definitions the sidecar
+// uses (internal/metrics): the same names, units, descriptions, attributes
+// and series. Each counter's start timestamp is when counting began on its
+// interface: attach time, or the time kept with pinned state.
+func toMetrics(s *snapshot.Snapshot, r resourceInfo, now pcommon.Timestamp, took time.Duration) pmetric.Metrics {
+	md := pmetric.NewMetrics()
+	rm := md.ResourceMetrics().AppendEmpty()
+	res := rm.Resource().Attributes()
+	res.PutStr("service.name", "ebpfnet")
+	res.PutStr("host.name", r.host)
+	res.PutStr("os.type", "linux")
+	sm := rm.ScopeMetrics().AppendEmpty()
+	sm.Scope().SetName(ScopeName)
+	sm.Scope().SetVersion(version.Get())
+
+	bytes := newSum(sm, metrics.IO)
+	packets := newSum(sm, metrics.Packets)
+	metrics.Each(s, func(i *snapshot.Interface, d bpf.Direction, c bpf.Class, n bpf.Count) {
+		start := pcommon.NewTimestampFromTime(i.Start)
+		for _, p := range []struct {
+			dps pmetric.NumberDataPointSlice
+			v   uint64
+		}{{bytes, n.Bytes}, {packets, n.Packets}} {
+			dp := p.dps.AppendEmpty()
+			dp.SetStartTimestamp(start)
+			dp.SetTimestamp(now)
+			dp.SetIntValue(int64(p.v))
+			for _, kv := range metrics.Attributes(i.Name, d, c) {
+				dp.Attributes().PutStr(string(kv.Key), kv.Value.AsString())
+			}
+		}
+	})
+
+	attached := newMetric(sm, metrics.InterfacesAttached).SetEmptyGauge().DataPoints().AppendEmpty()
+	attached.SetTimestamp(now)
+	attached.SetIntValue(int64(len(s.Interfaces)))
+
+	errs := newSum(sm, metrics.AttachErrors)
+	for typ, n := range s.AttachErrors {
+		dp := errs.AppendEmpty()
+		dp.SetStartTimestamp(pcommon.NewTimestampFromTime(r.started))
+		dp.SetTimestamp(now)
+		dp.SetIntValue(int64(n))
+		dp.Attributes().PutStr(string(metrics.AttrErrorType), typ)
+	}
+
+	dur := newMetric(sm, metrics.CollectionDuration).SetEmptyGauge().DataPoints().AppendEmpty()
+	dur.SetTimestamp(now)
+	dur.SetDoubleValue(took.Seconds())
+	return md
+}
+
+func newMetric(sm pmetric.ScopeMetrics, def metrics.Definition) pmetric.Metric {
+	m := sm.Metrics().AppendEmpty()
+	m.SetName(def.Name)
+	m.SetUnit(def.Unit)
+	m.SetDescription(def.Description)
+	return m
+}
+
+// newSum adds a monotonic cumulative sum and returns its points.
+func newSum(sm pmetric.ScopeMetrics, def metrics.Definition) pmetric.NumberDataPointSlice {
+	sum := newMetric(sm, def).SetEmptySum()
+	sum.SetIsMonotonic(true)
+	sum.SetAggregationTemporality(pmetric.AggregationTemporalityCumulative)
+	return sum.DataPoints()
+}
