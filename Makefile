@@ -32,6 +32,17 @@ test:
 	$(GO) vet ./...
 	$(GO) test -count=1 ./...
 
+# The custom Collector with the ebpfnet receiver, from builder-config.yaml.
+BUILDER_VERSION := v0.165.0
+bin/builder-$(BUILDER_VERSION):
+	GOBIN=$(CURDIR)/bin $(GO) install go.opentelemetry.io/collector/cmd/builder@$(BUILDER_VERSION)
+	mv bin/builder bin/builder-$(BUILDER_VERSION)
+
+otelcol: bin/builder-$(BUILDER_VERSION)
+	mkdir -p build
+	CGO_ENABLED=0 bin/builder-$(BUILDER_VERSION) --config builder-config.yaml
+	cp build/otelcol-ebpfnet/otelcol-ebpfnet bin/otelcol-ebpfnet
+
 fuzz:
 	$(GO) test ./bpf -run '^$$' -fuzz FuzzParser -fuzztime 60s
 
@@ -39,4 +50,4 @@ bench:
 	$(GO) run ./internal/bench -o BENCHMARKS.md
 
 clean:
-	rm -rf bin
+	rm -rf bin build

@@ -142,82 +142,10 @@ func dump(v map[string]int64) string {
 	return b.String()
 }
 
-const (
-	packetsMetric = "system.network.packet.count"
-	bytesMetric   = "system.network.io"
-)
+const packetsMetric = otlptest.PacketsMetric
 
 func attachedIs(n int64) func(map[string]int64) bool {
 	return func(v map[string]int64) bool { return v[otlptest.Key("ebpfnet.interfaces.attached")] == n }
-}
-
-// totals sums an interface's series of metric in a direction.
-func totals(v map[string]int64, metric, iface, direction string) int64 {
-	var n int64
-	for k, x := range v {
-		if strings.HasPrefix(k, metric+"{") && strings.Contains(k, "network.interface.name="+iface+",") &&
-			strings.Contains(k, "network.io.direction="+direction) {
-			n += x
-		}
-	}
-	return n
-}
-
-// series is one expected data point pair: packets and bytes of a class.
-type series struct {
-	direction, netType, transport string
-	packets, bytes                int64
-}
-
-func (s series) keys(iface string) (string, string) {
-	kv := []string{"network.interface.name=" + iface, "network.io.direction=" + s.direction}
-	if s.netType != "" {
-		kv = append(kv, "network.type="+s.netType)
-	}
-	if s.transport != "" {
-		kv = append(kv, "network.transport="+s.transport)
-	}
-	return otlptest.Key(packetsMetric, kv...), otlptest.Key(bytesMetric, kv...)
-}
-
-// sendKnown sends traffic whose every frame the test can account for, and
-// returns the series it must produce.
-func sendKnown(t *testing.T, p *testenv.Pair) []series {
-	const payload = 100
-	udp4, udp6 := int64(testenv.UDPFrameLen(false, payload)), int64(testenv.UDPFrameLen(true, payload))
-	p.SendUDP(t, false, true, 200, payload)
-	p.SendRaw(t, true, testenv.VLANFrame(p.LocalMAC, p.PeerMAC, []uint16{0x88a8, 0x8100}, payload), 30)
-	p.SendUDP(t, true, false, 100, payload)
-	p.Ping(t, 20, payload)
-	return []series{
-		{"receive", "ipv4", "udp", 230, 200*udp4 + 30*(udp4+8)},
-		{"transmit", "ipv6", "udp", 100, 100 * udp6},
-		{"receive", "ipv4", "icmp", 20, 20 * udp4},
-		{"transmit", "ipv4", "icmp", 20, 20 * udp4},
-	}
-}
-
-// matches reports whether v holds exactly the expected series for iface,
-// no others, and totals equal to the kernel's deltas.
-func matches(v map[string]int64, iface string, want []series, k testenv.Stats) bool {
-	n := 0
-	for _, s := range want {
-		pk, bk := s.keys(iface)
-		if v[pk] != s.packets || v[bk] != s.bytes {
-			return false
-		}
-		n++
-	}
-	for key := range v {
-		if strings.HasPrefix(key, packetsMetric+"{") && strings.Contains(key, "="+iface+",") {
-			n--
-		}
-	}
-	return n == 0 &&
-		totals(v, packetsMetric, iface, "receive") == int64(k.RxPackets) &&
-		totals(v, bytesMetric, iface, "receive") == int64(k.RxBytes) &&
-		totals(v, packetsMetric, iface, "transmit") == int64(k.TxPackets) &&
-		totals(v, bytesMetric, iface, "transmit") == int64(k.TxBytes)
 }
 
 func TestExportsExactCountsOverOTLP(t *testing.T) {
@@ -230,9 +158,9 @@ func TestExportsExactCountsOverOTLP(t *testing.T) {
 	sc := startSidecar(t, otlpEnv(srv.Addr), "--interfaces", p.Local, "--interval", "1s")
 	waitValues(t, srv, 10*time.Second, attachedIs(1))
 
-	want := sendKnown(t, p)
+	want := otlptest.SendKnown(t, p)
 	got := waitValues(t, srv, 10*time.Second, func(v map[string]int64) bool {
-		return matches(v, p.Local, want, testenv.LinkStats(t, p.Local).Sub(kbase))
+		return otlptest.Matches(v, p.Local, want, testenv.LinkStats(t, p.Local).Sub(kbase))
 	})
 
 	md, _ := srv.Latest()
@@ -316,7 +244,7 @@ func TestSIGTERMExportsOnceMoreAndDetaches(t *testing.T) {
 		t.Errorf("no export after SIGTERM (%d exports before, %d after, last at %v, signal at %v)", before, n, at, signalled)
 	}
 	md, _ := srv.Latest()
-	if got := totals(otlptest.Values(md), packetsMetric, p.Local, "receive"); got < 50 {
+	if got := otlptest.Totals(otlptest.Values(md), packetsMetric, p.Local, "receive"); got < 50 {
 		t.Errorf("final export counted %d received packets; the traffic before SIGTERM was at least 50", got)
 	}
 	requireDetached(t, p)
@@ -339,12 +267,12 @@ func TestCollectorDownAtStart(t *testing.T) {
 	kbase := testenv.LinkStats(t, p.Local)
 	sc := startSidecar(t, otlpEnv(addr), "--interfaces", p.Local, "--interval", "1s")
 	time.Sleep(time.Second) // attached
-	want := sendKnown(t, p)
+	want := otlptest.SendKnown(t, p)
 
 	time.Sleep(20*time.Second - time.Second)
 	srv := otlptest.Start(t, addr)
 	waitValues(t, srv, 30*time.Second, func(v map[string]int64) bool {
-		return matches(v, p.Local, want, testenv.LinkStats(t, p.Local).Sub(kbase))
+		return otlptest.Matches(v, p.Local, want, testenv.LinkStats(t, p.Local).Sub(kbase))
 	})
 	if n := strings.Count(sc.stderr.String(), "export failing"); n != 1 {
 		t.Errorf("the outage was logged %d times, want once:\n%s", n, sc.stderr.String())
