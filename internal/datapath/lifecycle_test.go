@@ -13,6 +13,7 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netlink/nl"
 	"golang.org/x/sys/unix"
 
 	"github.com/ebpfnet/ebpfnet/bpf"
@@ -361,6 +362,72 @@ func unpin(t testing.TB, dir string) {
 	for _, name := range []string{"counters", "interfaces", "links"} {
 		if err := os.RemoveAll(filepath.Join(dir, name)); err != nil {
 			t.Errorf("unpin: %v", err)
+		}
+	}
+}
+
+// A filter a crashed ebpfnet left behind at another priority is removed
+// when tc mode attaches; others' filters are left alone.
+func TestStaleTCFiltersAreRemoved(t *testing.T) {
+	testenv.Privileged(t)
+	p := testenv.NewPair(t, "stale0")
+	old, err := bpf.Load(1, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer old.Close()
+	prog, err := old.LoadProgram(bpf.ProgramIngress, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer prog.Close()
+	if err := netlink.QdiscAdd(&netlink.GenericQdisc{
+		QdiscAttrs: netlink.QdiscAttrs{LinkIndex: p.LocalIndex, Handle: netlink.MakeHandle(0xffff, 0), Parent: netlink.HANDLE_CLSACT},
+		QdiscType:  "clsact",
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []*netlink.BpfFilter{
+		{FilterAttrs: netlink.FilterAttrs{LinkIndex: p.LocalIndex, Parent: netlink.HANDLE_MIN_INGRESS, Handle: 7, Protocol: unix.ETH_P_ALL, Priority: 9},
+			Fd: prog.FD(), Name: "ebpfnet_ingress", DirectAction: true},
+		{FilterAttrs: netlink.FilterAttrs{LinkIndex: p.LocalIndex, Parent: netlink.HANDLE_MIN_INGRESS, Handle: 8, Protocol: unix.ETH_P_ALL, Priority: 10},
+			Fd: prog.FD(), Name: "someone_else", DirectAction: true},
+	} {
+		if err := netlink.FilterAdd(f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	open(t, cfgFor(config.AttachTC, p.Local))
+	got := strings.Join(testenv.Attachments(t, p.LocalIndex), " ")
+	if strings.Count(got, "tc-ingress:ebpfnet_ingress") != 1 || !strings.Contains(got, "tc-ingress:someone_else") {
+		t.Errorf("hooks after attach: %s; want one ebpfnet_ingress and someone_else kept", got)
+	}
+}
+
+// XDP attaches natively where the driver can (veth) and generically where
+// it cannot (ifb).
+func TestXDPNativeOrGeneric(t *testing.T) {
+	testenv.Privileged(t)
+	p := testenv.NewPair(t, "xdpn0")
+	ifb := &netlink.Ifb{LinkAttrs: netlink.LinkAttrs{Name: "xdpg0"}}
+	if err := netlink.LinkAdd(ifb); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = netlink.LinkDel(ifb) })
+	if err := netlink.LinkSetUp(ifb); err != nil {
+		t.Fatal(err)
+	}
+	d := open(t, cfgFor(config.AttachXDP, p.Local, "xdpg0"))
+	if n := len(snap(t, d).Interfaces); n != 2 {
+		t.Fatalf("%d interfaces attached, want 2", n)
+	}
+	for name, want := range map[string]uint32{p.Local: nl.XDP_ATTACHED_DRV, "xdpg0": nl.XDP_ATTACHED_SKB} {
+		l, err := netlink.LinkByName(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if x := l.Attrs().Xdp; x == nil || !x.Attached || x.AttachMode != want {
+			t.Errorf("%s: xdp %+v, want attach mode %d", name, x, want)
 		}
 	}
 }
