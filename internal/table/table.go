@@ -127,7 +127,8 @@ func (e *Exporter) Export(_ context.Context, rm *metricdata.ResourceMetrics) err
 	for _, r := range rows {
 		t := cur[r]
 		pps, bps := "-", "-"
-		if prev, ok := e.last[r]; ok && elapsed > 0 {
+		// A row new since the last table counted from zero.
+		if prev := e.last[r]; e.last != nil && elapsed > 0 {
 			pps = fmt.Sprintf("%.1f", float64(t.packets-prev.packets)/elapsed)
 			bps = human(float64(t.bytes-prev.bytes)*8/elapsed, 1000, "bit/s")
 		}
@@ -137,11 +138,11 @@ func (e *Exporter) Export(_ context.Context, rm *metricdata.ResourceMetrics) err
 		}
 		fmt.Fprintf(tw, "%d\t\n", t.byTransport[""])
 	}
-	if len(rows) == 0 {
-		fmt.Fprintln(tw, "(no traffic counted yet)\t\t\t\t\t\t\t\t\t\t\t")
-	}
 	if err := tw.Flush(); err != nil {
 		return err
+	}
+	if len(rows) == 0 {
+		fmt.Fprintln(e.w, "(no traffic counted yet)")
 	}
 	fmt.Fprintln(e.w)
 	e.last, e.at = cur, now
