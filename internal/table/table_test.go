@@ -1,0 +1,74 @@
+package table
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
+
+	"github.com/ebpfnet/ebpfnet/internal/metrics"
+)
+
+func rm(points map[[4]string][2]int64) *metricdata.ResourceMetrics {
+	var pk, by []metricdata.DataPoint[int64]
+	for k, v := range points {
+		kv := []attribute.KeyValue{metrics.AttrInterface.String(k[0]), metrics.AttrDirection.String(k[1])}
+		if k[2] != "" {
+			kv = append(kv, metrics.AttrNetworkType.String(k[2]), metrics.AttrTransport.String(k[3]))
+		}
+		set := attribute.NewSet(kv...)
+		pk = append(pk, metricdata.DataPoint[int64]{Attributes: set, Value: v[0]})
+		by = append(by, metricdata.DataPoint[int64]{Attributes: set, Value: v[1]})
+	}
+	return &metricdata.ResourceMetrics{ScopeMetrics: []metricdata.ScopeMetrics{{Metrics: []metricdata.Metrics{
+		{Name: metrics.Packets.Name, Data: metricdata.Sum[int64]{DataPoints: pk}},
+		{Name: metrics.IO.Name, Data: metricdata.Sum[int64]{DataPoints: by}},
+		{Name: metrics.InterfacesAttached.Name, Data: metricdata.Gauge[int64]{DataPoints: []metricdata.DataPoint[int64]{{Value: 2}}}},
+	}}}}
+}
+
+func TestTable(t *testing.T) {
+	var out bytes.Buffer
+	e := New(&out)
+	now := time.Date(2026, 11, 30, 1, 0, 0, 0, time.UTC)
+	e.now = func() time.Time { return now }
+
+	if err := e.Export(context.Background(), rm(nil)); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "2 interfaces attached") || !strings.Contains(out.String(), "(no traffic counted yet)") {
+		t.Errorf("first table:\n%s", out.String())
+	}
+
+	out.Reset()
+	now = now.Add(10 * time.Second)
+	err := e.Export(context.Background(), rm(map[[4]string][2]int64{
+		{"eth0", "receive", "ipv4", "tcp"}:   {100, 150000},
+		{"eth0", "receive", "ipv6", "udp"}:   {20, 2000},
+		{"eth0", "receive", "", ""}:          {3, 180},
+		{"eth0", "transmit", "ipv4", "tcp"}:  {50, 3300},
+		{"veth1", "receive", "ipv4", "icmp"}: {4, 392},
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := [][]string{
+		{"INTERFACE", "DIRECTION", "PACKETS", "BYTES", "PACKETS/S", "BITS/S", "TCP", "UDP", "ICMP", "OTHER", "NON-IP"},
+		{"eth0", "receive", "123", "148.6KiB", "12.3", "121.7kbit/s", "100", "20", "0", "0", "3"},
+		{"eth0", "transmit", "50", "3.2KiB", "5.0", "2.6kbit/s", "50", "0", "0", "0", "0"},
+		{"veth1", "receive", "4", "392B", "0.4", "314bit/s", "0", "0", "4", "0", "0"},
+	}
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	if len(lines) != len(want)+1 || !strings.Contains(lines[0], "rates over the last 10s") {
+		t.Fatalf("table:\n%s", out.String())
+	}
+	for i, w := range want {
+		if got := strings.Fields(lines[i+1]); strings.Join(got, " ") != strings.Join(w, " ") {
+			t.Errorf("line %d:\n got %v\nwant %v", i+1, got, w)
+		}
+	}
+}
