@@ -28,7 +28,9 @@ run: build
 	./bin/ebpfnet $(ARGS)
 
 # Every test, kernel tests included (in network namespaces they create).
-test:
+# The custom Collector is built first, here, because the tests run in
+# network namespaces of their own that cannot reach the Go module proxy.
+test: otelcol
 	$(GO) vet ./...
 	$(GO) test -count=1 ./...
 

@@ -120,6 +120,16 @@ func Privileged(t testing.TB) {
 	t.Skipf("%s (set %s=require to fail instead)", reason, EnvPrivileged)
 }
 
+// Missing stops t for want of something the environment should have
+// provided: a skip, or a failure when EBPFNET_PRIVILEGED=require.
+func Missing(t testing.TB, what string) {
+	t.Helper()
+	if os.Getenv(EnvPrivileged) == "require" {
+		t.Fatalf("%s=require, but %s", EnvPrivileged, what)
+	}
+	t.Skipf("%s (set %s=require to fail instead)", what, EnvPrivileged)
+}
+
 // NewNetns returns a new, empty network namespace, closed when t ends.
 func NewNetns(t testing.TB) netns.NsHandle {
 	t.Helper()
