@@ -17,8 +17,8 @@ func TestDefaultIsValid(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !m.Match("eth0") || m.Match("lo") {
-		t.Errorf("default selection: eth0 %v, lo %v", m.Match("eth0"), m.Match("lo"))
+	if !m.Match("enp0s3") || m.Match("lo") {
+		t.Errorf("default selection: enp0s3 %v, lo %v", m.Match("enp0s3"), m.Match("lo"))
 	}
 }
 
@@ -93,7 +93,7 @@ func TestMatcher(t *testing.T) {
 		t.Fatal(err)
 	}
 	for name, want := range map[string]bool{
-		"veth0": true, "vethabc": true, "veth-skip1": false, "eth0": true, "eth12": true,
+		"veth0": true, "vethabc": true, "veth-skip1": false, "eth7": true, "eth12": true,
 		"eth1": false, "xeth0": false, "eth0x": false, "lo": false,
 	} {
 		if got := m.Match(name); got != want {

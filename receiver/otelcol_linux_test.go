@@ -236,23 +236,15 @@ func TestCustomCollectorEndToEnd(t *testing.T) {
 // attribute sets of their points, sorted: what must match across front ends.
 func describe(md pmetric.Metrics) string {
 	var lines []string
-	rms := md.ResourceMetrics()
-	for i := 0; i < rms.Len(); i++ {
-		sms := rms.At(i).ScopeMetrics()
-		for j := 0; j < sms.Len(); j++ {
-			ms := sms.At(j).Metrics()
-			for k := 0; k < ms.Len(); k++ {
-				m := ms.At(k)
-				if !strings.HasPrefix(m.Name(), "system.network.") {
-					continue
-				}
-				sum := m.Sum()
-				lines = append(lines, fmt.Sprintf("%s unit=%s monotonic=%v temporality=%s desc=%q",
-					m.Name(), m.Unit(), sum.IsMonotonic(), sum.AggregationTemporality(), m.Description()))
-				for p := 0; p < sum.DataPoints().Len(); p++ {
-					lines = append(lines, "  "+otlptest.SeriesKey(m.Name(), sum.DataPoints().At(p).Attributes()))
-				}
-			}
+	for _, m := range otlptest.Metrics(md) {
+		if !strings.HasPrefix(m.Name(), "system.network.") {
+			continue
+		}
+		sum := m.Sum()
+		lines = append(lines, fmt.Sprintf("%s unit=%s monotonic=%v temporality=%s desc=%q",
+			m.Name(), m.Unit(), sum.IsMonotonic(), sum.AggregationTemporality(), m.Description()))
+		for p := 0; p < sum.DataPoints().Len(); p++ {
+			lines = append(lines, "  "+otlptest.SeriesKey(m.Name(), sum.DataPoints().At(p).Attributes()))
 		}
 	}
 	sort.Strings(lines)

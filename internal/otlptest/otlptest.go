@@ -88,35 +88,43 @@ func (s *Server) Latest() (pmetric.Metrics, bool) {
 	return s.reqs[len(s.reqs)-1], true
 }
 
-// Values flattens md's number data points into "metric{k=v,...}" -> value,
-// attributes sorted by key: easy to compare across front ends and tests.
-func Values(md pmetric.Metrics) map[string]int64 {
-	out := map[string]int64{}
+// Metrics lists every metric in md.
+func Metrics(md pmetric.Metrics) []pmetric.Metric {
+	var out []pmetric.Metric
 	rms := md.ResourceMetrics()
 	for i := 0; i < rms.Len(); i++ {
 		sms := rms.At(i).ScopeMetrics()
 		for j := 0; j < sms.Len(); j++ {
 			ms := sms.At(j).Metrics()
 			for k := 0; k < ms.Len(); k++ {
-				m := ms.At(k)
-				var dps pmetric.NumberDataPointSlice
-				switch m.Type() {
-				case pmetric.MetricTypeSum:
-					dps = m.Sum().DataPoints()
-				case pmetric.MetricTypeGauge:
-					dps = m.Gauge().DataPoints()
-				default:
-					continue
-				}
-				for p := 0; p < dps.Len(); p++ {
-					dp := dps.At(p)
-					v := dp.IntValue()
-					if dp.ValueType() == pmetric.NumberDataPointValueTypeDouble {
-						v = int64(dp.DoubleValue())
-					}
-					out[SeriesKey(m.Name(), dp.Attributes())] = v
-				}
+				out = append(out, ms.At(k))
 			}
+		}
+	}
+	return out
+}
+
+// Values flattens md's number data points into "metric{k=v,...}" -> value,
+// attributes sorted by key: easy to compare across front ends and tests.
+func Values(md pmetric.Metrics) map[string]int64 {
+	out := map[string]int64{}
+	for _, m := range Metrics(md) {
+		var dps pmetric.NumberDataPointSlice
+		switch m.Type() {
+		case pmetric.MetricTypeSum:
+			dps = m.Sum().DataPoints()
+		case pmetric.MetricTypeGauge:
+			dps = m.Gauge().DataPoints()
+		default:
+			continue
+		}
+		for p := 0; p < dps.Len(); p++ {
+			dp := dps.At(p)
+			v := dp.IntValue()
+			if dp.ValueType() == pmetric.NumberDataPointValueTypeDouble {
+				v = int64(dp.DoubleValue())
+			}
+			out[SeriesKey(m.Name(), dp.Attributes())] = v
 		}
 	}
 	return out
