@@ -37,9 +37,10 @@ type Objects struct {
 	Counters   *ebpf.Map // PERCPU_ARRAY: slot -> Counters
 	Interfaces *ebpf.Map // ARRAY: slot -> Interface
 
-	mu    sync.Mutex // guards spec's slot variable during a load
-	spec  *ebpf.CollectionSpec
-	cache *btf.Cache
+	mu      sync.Mutex // guards spec's slot variable during a load
+	spec    *ebpf.CollectionSpec
+	cache   *btf.Cache
+	scratch *ebpf.Map // the slow path's per-CPU buffer, one for all programs
 
 	readMu   sync.Mutex // guards the buffers ReadCounters reuses
 	perCPU   []Counters
@@ -81,6 +82,10 @@ func Load(maxInterfaces int, pinPath string) (*Objects, error) {
 			return nil, fmt.Errorf("create map %s: %w", name, err)
 		}
 	}
+	if o.scratch, err = ebpf.NewMap(spec.Maps["scratch"]); err != nil {
+		o.Close()
+		return nil, fmt.Errorf("create map scratch: %w", err)
+	}
 	return o, nil
 }
 
@@ -99,11 +104,11 @@ func (o *Objects) LoadProgram(name string, slot uint32) (*ebpf.Program, error) {
 	}
 	// A view of the spec with just this program, so that one interface's
 	// load verifies one program. The shared maps are passed in; only the
-	// .rodata holding slot is created anew.
+	// .rodata holding slot is created for each program.
 	one := *o.spec
 	one.Programs = map[string]*ebpf.ProgramSpec{name: ps}
 	coll, err := ebpf.NewCollectionWithOptions(&one, ebpf.CollectionOptions{
-		MapReplacements: map[string]*ebpf.Map{"counters": o.Counters, "interfaces": o.Interfaces},
+		MapReplacements: map[string]*ebpf.Map{"counters": o.Counters, "interfaces": o.Interfaces, "scratch": o.scratch},
 		Cache:           o.cache,
 	})
 	var ve *ebpf.VerifierError
@@ -153,7 +158,7 @@ func (o *Objects) WriteInterface(slot uint32, row *Interface) error {
 // Close releases the maps. Pinned maps stay pinned.
 func (o *Objects) Close() error {
 	var errs []error
-	for _, m := range []*ebpf.Map{o.Counters, o.Interfaces} {
+	for _, m := range []*ebpf.Map{o.Counters, o.Interfaces, o.scratch} {
 		if m != nil {
 			errs = append(errs, m.Close())
 		}
