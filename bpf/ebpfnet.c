@@ -303,6 +303,11 @@ static __noinline __u32 classify_copy(struct __sk_buff *skb)
 	return classify(&q, FROM_COPY);
 }
 
+// Classes that may mean a header was not read: the only ones for which a
+// frame running past the linear data is parsed again from a copy.
+#define UNREAD_CLASSES \
+	((1U << CLASS_NON_IP) | (1U << (CLASS_IPV4 + TRANSPORT_UNKNOWN)) | (1U << (CLASS_IPV6 + TRANSPORT_UNKNOWN)))
+
 static __always_inline int count_skb(struct __sk_buff *skb, __u32 direction)
 {
 	struct packet p = {
@@ -314,13 +319,11 @@ static __always_inline int count_skb(struct __sk_buff *skb, __u32 direction)
 
 	// A header the parser could not read may lie past the linear data: then,
 	// and only then, parse a copy. Frames it could read cost nothing more.
-	if ((class == CLASS_NON_IP || class == CLASS_IPV4 + TRANSPORT_UNKNOWN ||
-	     class == CLASS_IPV6 + TRANSPORT_UNKNOWN) &&
-	    p.data + p.len > p.data_end)
+	if (((1U << class) & UNREAD_CLASSES) && p.data + p.len > p.data_end)
 		class = classify_copy(skb);
 	// On receive the kernel has already moved the outer VLAN tag out of the
 	// frame into skb metadata, after counting the frame with it.
-	count(direction, class, skb->len + (skb->vlan_present ? VLAN_HLEN : 0));
+	count(direction, class, skb->len + (skb->vlan_present << 2)); // VLAN_HLEN per tag in metadata
 	return TCX_NEXT;
 }
 
