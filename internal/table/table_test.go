@@ -47,19 +47,19 @@ func TestTable(t *testing.T) {
 	out.Reset()
 	now = now.Add(10 * time.Second)
 	err := e.Export(context.Background(), rm(map[[4]string][2]int64{
-		{"eth0", "receive", "ipv4", "tcp"}:   {100, 150000},
-		{"eth0", "receive", "ipv6", "udp"}:   {20, 2000},
-		{"eth0", "receive", "", ""}:          {3, 180},
-		{"eth0", "transmit", "ipv4", "tcp"}:  {50, 3300},
-		{"veth1", "receive", "ipv4", "icmp"}: {4, 392},
+		{"enp1s0", "receive", "ipv4", "tcp"}:  {100, 150000},
+		{"enp1s0", "receive", "ipv6", "udp"}:  {20, 2000},
+		{"enp1s0", "receive", "", ""}:         {3, 180},
+		{"enp1s0", "transmit", "ipv4", "tcp"}: {50, 3300},
+		{"veth1", "receive", "ipv4", "icmp"}:  {4, 392},
 	}))
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := [][]string{
 		{"INTERFACE", "DIRECTION", "PACKETS", "BYTES", "PACKETS/S", "BITS/S", "TCP", "UDP", "ICMP", "OTHER", "NON-IP"},
-		{"eth0", "receive", "123", "148.6KiB", "12.3", "121.7kbit/s", "100", "20", "0", "0", "3"},
-		{"eth0", "transmit", "50", "3.2KiB", "5.0", "2.6kbit/s", "50", "0", "0", "0", "0"},
+		{"enp1s0", "receive", "123", "148.6KiB", "12.3", "121.7kbit/s", "100", "20", "0", "0", "3"},
+		{"enp1s0", "transmit", "50", "3.2KiB", "5.0", "2.6kbit/s", "50", "0", "0", "0", "0"},
 		{"veth1", "receive", "4", "392B", "0.4", "314bit/s", "0", "0", "4", "0", "0"},
 	}
 	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
