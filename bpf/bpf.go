@@ -109,6 +109,15 @@ func (c *Counters) Add(o *Counters) {
 	}
 }
 
+// Total returns the packets and bytes in direction d, over every class.
+func (c *Counters) Total(d Direction) Count {
+	var t Count
+	for _, x := range c[d] {
+		t.Add(x)
+	}
+	return t
+}
+
 // Hook is how one direction of an interface is attached. The values are
 // kept in the interfaces map, so they must not change.
 type Hook uint32

@@ -139,11 +139,6 @@ func (c *Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-// Counts reports whether direction is among c's directions.
-func (c *Config) Counts(direction string) bool {
-	return slices.Contains(c.Directions, direction)
-}
-
 // Matcher decides which interface names are selected.
 type Matcher struct {
 	include, exclude []func(string) bool

@@ -167,7 +167,10 @@ func (m *Manager) Attach(index int, name string) error {
 	}
 
 	a := m.byIndex[index]
-	if a == nil {
+	var before Interface // zero for a new interface: its row is written
+	if a != nil {
+		before = a.Interface
+	} else {
 		slot := m.freeSlot()
 		if slot < 0 {
 			m.errs[ErrorMaxInterfaces]++
@@ -205,9 +208,12 @@ func (m *Manager) Attach(index int, name string) error {
 		}
 	}
 
-	if a.Hooks == [bpf.NumDirections]bpf.Hook{} {
+	switch {
+	case a.Hooks == [bpf.NumDirections]bpf.Hook{}:
 		errs = append(errs, m.release(a))
-	} else {
+	case a.Interface != before:
+		// Netlink repeats RTM_NEWLINK for every change of an interface;
+		// only a new hook or name needs the row rewritten.
 		errs = append(errs, m.writeRow(a))
 	}
 	if err := errors.Join(errs...); err != nil {

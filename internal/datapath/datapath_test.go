@@ -77,14 +77,6 @@ func sub(a, b bpf.Counters) bpf.Counters {
 	return a
 }
 
-func total(c bpf.Counters, d bpf.Direction) bpf.Count {
-	var t bpf.Count
-	for _, x := range c[d] {
-		t.Add(x)
-	}
-	return t
-}
-
 // waitTotals waits until the counts since base add up to the kernel's
 // deltas since kbase in the directions counted, and returns them. Frames are
 // counted in softirq context, a moment after the sender's call returns.
@@ -97,14 +89,14 @@ func waitTotals(t testing.TB, d *Datapath, p *testenv.Pair, mode string, base bp
 		want := kernelCounts(mode, k)
 		ok := true
 		for _, dir := range dirs {
-			ok = ok && total(got, dir) == want[dir]
+			ok = ok && got.Total(dir) == want[dir]
 		}
 		if ok {
 			return got, k
 		}
 		if time.Now().After(deadline) {
 			for _, dir := range dirs {
-				t.Errorf("%s: counted %+v, kernel says %+v", dir, total(got, dir), want[dir])
+				t.Errorf("%s: counted %+v, kernel says %+v", dir, got.Total(dir), want[dir])
 			}
 			t.FailNow()
 		}
@@ -219,8 +211,8 @@ func TestCountsExactly(t *testing.T) {
 
 			got, k := waitTotals(t, d, p, mode, base, kbase, dirs...)
 			checkClasses(t, got, e, kernelCounts(mode, k), dirs...)
-			if mode == config.AttachXDP && total(got, bpf.Transmit) != (bpf.Count{}) {
-				t.Errorf("xdp counted transmit: %+v", total(got, bpf.Transmit))
+			if mode == config.AttachXDP && got.Total(bpf.Transmit) != (bpf.Count{}) {
+				t.Errorf("xdp counted transmit: %+v", got.Total(bpf.Transmit))
 			}
 		})
 	}

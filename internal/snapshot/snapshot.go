@@ -17,16 +17,6 @@ type Interface struct {
 	Counters bpf.Counters
 }
 
-// Total returns the interface's packets and bytes in direction d, over
-// every class.
-func (i *Interface) Total(d bpf.Direction) bpf.Count {
-	var t bpf.Count
-	for _, c := range i.Counters[d] {
-		t.Add(c)
-	}
-	return t
-}
-
 // Snapshot is what ebpfnet counted, as of Time.
 type Snapshot struct {
 	Time       time.Time
