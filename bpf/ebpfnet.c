@@ -6,10 +6,23 @@
 // version and transport, exactly as the kernel's interface statistics count
 // it, and never change what happens to the frame.
 //
-// One program object is loaded per attached interface with `slot` set to the
-// interface's row in the counters map, so the hot path is a parse plus one
-// per-CPU array lookup with a constant key, which the verifier inlines: no
-// hash lookup, no atomic, no shared cache line.
+// One program per hook serves every interface. It finds the interface's
+// slot (its row in the counters map and its link type) by ifindex in a
+// direct table, or in a hash for the rare ifindex past the table, so that
+// attaching an interface is only a link or a filter: nothing is loaded or
+// verified per interface.
+//
+// The programs are written to be accepted without CAP_PERFMON (CAP_BPF and
+// CAP_NET_ADMIN alone), where the verifier applies its Spectre mitigations:
+// - a pointer only ever moves by a constant: the verifier refuses a
+//   variable offset on a packet pointer, and an instruction that moves a
+//   map value pointer by a different amount on different paths. Every
+//   header read directly is at a constant offset per branch; where an
+//   offset is truly variable (an IPv6 extension header chain longer than
+//   one header, headers past the linear data) a helper reads the header;
+// - nothing on the per-packet path writes to the stack: the first write to
+//   a stack slot gets a speculation barrier (lfence) after it. Map keys
+//   therefore point into map values (.rodata's zero, the slot's row).
 
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
@@ -23,12 +36,10 @@ char __license[] SEC("license") = "Dual BSD/GPL";
 #define TCX_NEXT (-1)
 #define TC_ACT_UNSPEC (-1)
 
-#define ETH_HLEN 14
 #define ETH_P_IP 0x0800
 #define ETH_P_IPV6 0x86DD
 #define ETH_P_8021Q 0x8100
 #define ETH_P_8021AD 0x88A8
-#define VLAN_HLEN 4
 
 #define IPPROTO_HOPOPTS 0
 #define IPPROTO_ICMP 1
@@ -41,20 +52,27 @@ char __license[] SEC("license") = "Dual BSD/GPL";
 #define IPPROTO_DSTOPTS 60
 
 typedef _Bool bool;
-#define true 1
-#define false 0
 
-// Bounds that keep the parser's loops and offsets finite for the verifier.
-#define MAX_VLAN_TAGS 2
+// Bounds that keep the parser's loops finite: at most this many IPv6
+// extension headers are walked, and none that starts past this offset.
 #define MAX_IPV6_EXT_HEADERS 8
-// No header is read that starts past this offset; it also sizes the
-// scratch copy of a frame whose headers are not in the linear data.
 #define MAX_HEADER_OFFSET 510
-#define SCRATCH_SIZE (MAX_HEADER_OFFSET + 2)
+
+// Interfaces with an ifindex below this have their slot in the direct
+// table; the others in the slots_hash map.
+#define DIRECT_IFINDEXES 16384
 
 enum ebpfnet_direction {
 	DIRECTION_RECEIVE = 0,
 	DIRECTION_TRANSMIT = 1,
+};
+
+// What a frame on the interface starts with.
+enum ebpfnet_link {
+	LINK_UNUSED = 0,   // no interface: not counted
+	LINK_ETHERNET = 1, // an Ethernet header (veth, bridges, NICs, lo)
+	LINK_IP = 2,       // an IP header (tun, WireGuard, ipip, sit, ...)
+	LINK_OTHER = 3,    // anything else: counted, never classified
 };
 
 // Transport of an IP packet, as an offset within its IP version's classes.
@@ -64,6 +82,7 @@ enum ebpfnet_transport {
 	TRANSPORT_UDP = 2,
 	TRANSPORT_ICMP = 3,
 	TRANSPORT_OTHER = 4,
+	TRANSPORT_SLOW = 0xff, // not found by the direct parse: take the slow path
 };
 
 // The row a frame is counted in; the order matches struct ebpfnet_classes.
@@ -72,6 +91,7 @@ enum ebpfnet_class {
 	CLASS_IPV4 = 1, // + enum ebpfnet_transport
 	CLASS_IPV6 = 6, // + enum ebpfnet_transport
 	CLASS_COUNT = 11,
+	CLASS_SLOW = 0xff, // see TRANSPORT_SLOW
 };
 
 struct ebpfnet_count {
@@ -112,6 +132,17 @@ struct ebpfnet_interface {
 	char name[16];
 };
 
+// An interface's slot: where its frames are counted and how to read them.
+// User space writes it as one 8-byte store, so a program never sees half.
+struct ebpfnet_slot {
+	__u32 row;  // in counters and interfaces
+	__u32 link; // enum ebpfnet_link; LINK_UNUSED: not attached
+};
+
+struct ebpfnet_slots {
+	struct ebpfnet_slot by_ifindex[DIRECT_IFINDEXES];
+};
+
 // max_entries is max_interfaces, set by the loader.
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -127,10 +158,31 @@ struct {
 	__uint(max_entries, 1);
 } interfaces SEC(".maps");
 
-// A per-CPU buffer for the rare tc frame whose headers are not all in the
-// skb's linear data: the headers are copied here and parsed again.
+// The direct table, one entry holding every slot: the program finds it with
+// a constant key and indexes it by ifindex, and user space writes a slot
+// through a memory mapping.
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, struct ebpfnet_slots);
+	__uint(max_entries, 1);
+	__uint(map_flags, BPF_F_MMAPABLE);
+} slots SEC(".maps");
+
+// Slots of interfaces whose ifindex is DIRECT_IFINDEXES or more. max_entries
+// is max_interfaces, set by the loader.
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, __u32);
+	__type(value, struct ebpfnet_slot);
+	__uint(max_entries, 1);
+} slots_hash SEC(".maps");
+
+// Per-CPU room for the slow paths: the bytes of a header read with a
+// helper, and the key of a slots_hash lookup (kept off the stack, see above).
 struct scratch {
-	__u8 bytes[SCRATCH_SIZE];
+	__u8 header[16];
+	__u32 ifindex;
 };
 
 struct {
@@ -140,36 +192,65 @@ struct {
 	__uint(max_entries, 1);
 } scratch SEC(".maps");
 
-// This program object's row in counters, set before loading.
-volatile const __u32 slot = 0;
+// The key of single-entry maps, in .rodata so that it is a map value.
+const volatile __u32 zero = 0;
 
-// Where the parser reads from. The functions below are always inlined with
-// a constant source, so each program holds one parser per source and the
-// verifier never has to consider both at one read.
-enum source {
-	FROM_PACKET, // direct packet access, data to data_end
-	FROM_COPY,   // the scratch copy, data to data + len
-};
-
-struct packet {
-	void *data;
-	void *data_end;
-	__u32 len; // the frame's length from data on, linear or not
-};
-
-// header returns a pointer to the n bytes at off, or NULL when the frame
-// ends before them or, reading the packet, when they are past the linear
-// data. One check covers every field of the header.
-static __always_inline void *header(struct packet *p, enum source src, __u32 off, __u32 n)
+static __always_inline struct scratch *scratch_space(void)
 {
-	if (src == FROM_COPY) {
-		if (off + n > SCRATCH_SIZE || off + n > p->len)
-			return NULL;
-		return p->data + off;
-	}
-	if (p->data + off + n > p->data_end)
+	return bpf_map_lookup_elem(&scratch, (void *)&zero);
+}
+
+static __always_inline struct ebpfnet_slot *slot_of(__u32 ifindex)
+{
+	struct ebpfnet_slots *t = bpf_map_lookup_elem(&slots, (void *)&zero);
+
+	if (!t)
 		return NULL;
-	return p->data + off;
+	if (ifindex < DIRECT_IFINDEXES)
+		return &t->by_ifindex[ifindex];
+	struct scratch *s = scratch_space();
+	if (!s)
+		return NULL;
+	s->ifindex = ifindex;
+	return bpf_map_lookup_elem(&slots_hash, &s->ifindex);
+}
+
+// class_count returns &classes->(class), with class in 0..CLASS_COUNT-1.
+// The pointer only ever moves by constants, each step in an instruction of
+// its own: the verifier refuses one instruction that adds a different
+// offset on each path (a class per path) to a pointer, when it sanitizes.
+// Written in assembly so that the compiler cannot fold the steps back into
+// one multiplication.
+static __always_inline struct ebpfnet_count *class_count(struct ebpfnet_classes *classes, __u32 class)
+{
+	struct ebpfnet_count *n = (struct ebpfnet_count *)classes;
+
+	asm volatile("if %[c] < 8 goto +2\n\t"
+		     "%[n] += 128\n\t"
+		     "%[c] -= 8\n\t"
+		     "if %[c] < 4 goto +2\n\t"
+		     "%[n] += 64\n\t"
+		     "%[c] -= 4\n\t"
+		     "if %[c] < 2 goto +2\n\t"
+		     "%[n] += 32\n\t"
+		     "%[c] -= 2\n\t"
+		     "if %[c] < 1 goto +1\n\t"
+		     "%[n] += 16\n\t"
+		     : [n] "+r"(n), [c] "+r"(class));
+	return n;
+}
+
+static __always_inline void count(struct ebpfnet_slot *slot, const __u32 direction, __u32 class, __u64 bytes)
+{
+	struct ebpfnet_counters *c = bpf_map_lookup_elem(&counters, &slot->row);
+
+	if (!c)
+		return;
+	if (class >= CLASS_COUNT)
+		class = CLASS_NON_IP;
+	struct ebpfnet_count *n = class_count(direction == DIRECTION_RECEIVE ? &c->receive : &c->transmit, class);
+	n->packets += 1;
+	n->bytes += bytes;
 }
 
 // transport maps an IP protocol number to a transport; icmp is the number
@@ -185,19 +266,6 @@ static __always_inline __u32 transport(__u8 proto, __u8 icmp)
 	return TRANSPORT_OTHER;
 }
 
-static __always_inline __u32 ipv4_transport(struct packet *p, enum source src, __u32 off)
-{
-	__u8 *h = header(p, src, off, 20);
-
-	if (!h)
-		return TRANSPORT_UNKNOWN;
-	// The whole header, options included, must be there for the protocol
-	// field to be trusted. Fragments are classified by that field too.
-	if (h[0] >> 4 != 4 || (h[0] & 0xf) < 5 || off + (h[0] & 0xf) * 4 > p->len)
-		return TRANSPORT_UNKNOWN;
-	return transport(h[9], IPPROTO_ICMP);
-}
-
 // The extension headers the walk skips, as a bit set over header numbers
 // (all below 64): one test instead of five comparisons.
 #define IPV6_EXT_MASK                                                                      \
@@ -209,10 +277,178 @@ static __always_inline bool is_ipv6_ext(__u8 nexthdr)
 	return nexthdr < 64 && ((1ULL << nexthdr) & IPV6_EXT_MASK);
 }
 
-static __always_inline __u32 ipv6_transport(struct packet *p, enum source src, __u32 off)
+// ext_size is the length of an extension header of type nexthdr whose
+// length byte is hdrlen.
+static __always_inline __u32 ext_size(__u8 nexthdr, __u8 hdrlen)
 {
-	__u8 *h = header(p, src, off, 40);
+	if (nexthdr == IPPROTO_FRAGMENT)
+		return 8;
+	if (nexthdr == IPPROTO_AH)
+		return (hdrlen + 2) * 4;
+	return (hdrlen + 1) * 8;
+}
 
+static __always_inline bool is_vlan(__u16 proto)
+{
+	return proto == bpf_htons(ETH_P_8021Q) || proto == bpf_htons(ETH_P_8021AD);
+}
+
+// ---- The direct parse: packet pointers, constant offsets only. ----
+//
+// Each function is always inlined with a constant off. A header that lies
+// in the frame (off + its size <= len) but past the linear data (data_end)
+// cannot be read directly: that returns TRANSPORT_SLOW / CLASS_SLOW.
+
+// unread is what a failed read of n bytes at off means: the frame is
+// shorter (fallback), or the bytes are there but not linear (slow path).
+#define unread(off, n, len, fallback) ((off) + (n) <= (len) ? TRANSPORT_SLOW : (fallback))
+
+static __always_inline __u32 ipv4_at(void *data, void *data_end, __u32 len, const __u32 off)
+{
+	__u8 *h = data + off;
+
+	if ((void *)(h + 20) > data_end)
+		return unread(off, 20, len, TRANSPORT_UNKNOWN);
+	// The whole header, options included, must be there for the protocol
+	// field to be trusted. Fragments are classified by that field too.
+	__u32 ihl = h[0] & 0xf;
+	if (h[0] >> 4 != 4 || ihl < 5 || off + ihl * 4 > len)
+		return TRANSPORT_UNKNOWN;
+	return transport(h[9], IPPROTO_ICMP);
+}
+
+static __always_inline __u32 ipv6_at(void *data, void *data_end, __u32 len, const __u32 off)
+{
+	__u8 *h = data + off;
+
+	if ((void *)(h + 40) > data_end)
+		return unread(off, 40, len, TRANSPORT_UNKNOWN);
+	if (h[0] >> 4 != 6)
+		return TRANSPORT_UNKNOWN;
+	__u8 nexthdr = h[6];
+	if (!is_ipv6_ext(nexthdr))
+		return transport(nexthdr, IPPROTO_ICMPV6);
+
+	// The first extension header (hop-by-hop for MLD, a fragment header)
+	// starts at a constant offset too; a longer chain takes the slow path.
+	__u8 *ext = h + 40;
+	if ((void *)(ext + 2) > data_end)
+		return unread(off + 40, 2, len, TRANSPORT_UNKNOWN);
+	if (off + 40 + ext_size(nexthdr, ext[1]) > len)
+		return TRANSPORT_UNKNOWN;
+	nexthdr = ext[0];
+	if (!is_ipv6_ext(nexthdr))
+		return transport(nexthdr, IPPROTO_ICMPV6);
+	return TRANSPORT_SLOW;
+}
+
+static __always_inline __u32 with_transport(__u32 ip_class, __u32 t)
+{
+	return t == TRANSPORT_SLOW ? CLASS_SLOW : ip_class + t;
+}
+
+// l3_at classifies what follows an EtherType proto at off.
+#define l3_at(proto, off)                                                        \
+	do {                                                                     \
+		if (proto == bpf_htons(ETH_P_IP))                                \
+			return with_transport(CLASS_IPV4, ipv4_at(data, data_end, len, off)); \
+		if (proto == bpf_htons(ETH_P_IPV6))                              \
+			return with_transport(CLASS_IPV6, ipv6_at(data, data_end, len, off)); \
+	} while (0)
+
+static __always_inline __u32 classify_ethernet(void *data, void *data_end, __u32 len)
+{
+	__u16 *p = data + 12;
+
+	if ((void *)(p + 1) > data_end)
+		return unread(12, 2, len, CLASS_NON_IP);
+	__u16 proto = *p;
+	l3_at(proto, 14);
+	// Up to two VLAN tags (802.1ad, 802.1Q) are looked through, each depth
+	// with its own constant offsets.
+	if (!is_vlan(proto))
+		return CLASS_NON_IP;
+	p = data + 16;
+	if ((void *)(p + 1) > data_end)
+		return unread(16, 2, len, CLASS_NON_IP);
+	proto = *p;
+	l3_at(proto, 18);
+	if (!is_vlan(proto))
+		return CLASS_NON_IP;
+	p = data + 20;
+	if ((void *)(p + 1) > data_end)
+		return unread(20, 2, len, CLASS_NON_IP);
+	proto = *p;
+	l3_at(proto, 22);
+	return CLASS_NON_IP;
+}
+
+// classify_ip reads a frame that starts with its IP header: the version
+// nibble says which.
+static __always_inline __u32 classify_ip(void *data, void *data_end, __u32 len)
+{
+	__u8 *h = data;
+
+	if ((void *)(h + 1) > data_end)
+		return unread(0, 1, len, CLASS_NON_IP);
+	if (h[0] >> 4 == 4)
+		return with_transport(CLASS_IPV4, ipv4_at(data, data_end, len, 0));
+	if (h[0] >> 4 == 6)
+		return with_transport(CLASS_IPV6, ipv6_at(data, data_end, len, 0));
+	return CLASS_NON_IP;
+}
+
+static __always_inline __u32 classify(__u32 link, void *data, void *data_end, __u32 len)
+{
+	if (link == LINK_ETHERNET)
+		return classify_ethernet(data, data_end, len);
+	if (link == LINK_IP)
+		return classify_ip(data, data_end, len);
+	return CLASS_NON_IP;
+}
+
+// ---- The slow path: headers read with a helper, variable offsets. ----
+//
+// For frames the direct parse could not finish: headers past the skb's
+// linear data, and IPv6 chains of more than one extension header. Each
+// header is read into the per-CPU scratch at a fixed place, so offsets are
+// only ever scalars handed to a helper, never added to a pointer.
+
+enum ctx_kind {
+	CTX_SKB,
+	CTX_XDP,
+};
+
+// load reads n bytes at off into s->header, or returns NULL.
+static __always_inline __u8 *load(void *ctx, const enum ctx_kind kind, struct scratch *s, __u32 off, const __u32 n)
+{
+	long err;
+
+	if (kind == CTX_XDP)
+		err = bpf_xdp_load_bytes(ctx, off, s->header, n);
+	else
+		err = bpf_skb_load_bytes(ctx, off, s->header, n);
+	return err ? NULL : s->header;
+}
+
+static __always_inline __u32 slow_ipv4(void *ctx, const enum ctx_kind kind, struct scratch *s, __u32 len, __u32 off)
+{
+	if (off + 20 > len)
+		return TRANSPORT_UNKNOWN;
+	__u8 *h = load(ctx, kind, s, off, 10);
+	if (!h)
+		return TRANSPORT_UNKNOWN;
+	__u32 ihl = h[0] & 0xf;
+	if (h[0] >> 4 != 4 || ihl < 5 || off + ihl * 4 > len)
+		return TRANSPORT_UNKNOWN;
+	return transport(h[9], IPPROTO_ICMP);
+}
+
+static __always_inline __u32 slow_ipv6(void *ctx, const enum ctx_kind kind, struct scratch *s, __u32 len, __u32 off)
+{
+	if (off + 40 > len)
+		return TRANSPORT_UNKNOWN;
+	__u8 *h = load(ctx, kind, s, off, 7);
 	if (!h || h[0] >> 4 != 6)
 		return TRANSPORT_UNKNOWN;
 	__u8 nexthdr = h[6];
@@ -220,119 +456,96 @@ static __always_inline __u32 ipv6_transport(struct packet *p, enum source src, _
 
 	// Skip up to MAX_IPV6_EXT_HEADERS extension headers; a longer chain is
 	// an IPv6 packet whose transport we chose not to look for: "other".
-#pragma unroll
 	for (int i = 0; i < MAX_IPV6_EXT_HEADERS; i++) {
-		// The common transports first: they end the walk.
-		if (nexthdr == IPPROTO_TCP || nexthdr == IPPROTO_UDP || !is_ipv6_ext(nexthdr))
+		if (!is_ipv6_ext(nexthdr))
 			return transport(nexthdr, IPPROTO_ICMPV6);
 		// Every extension header starts with next header and a length.
-		if (off > MAX_HEADER_OFFSET)
+		if (off > MAX_HEADER_OFFSET || off + 2 > len)
 			return TRANSPORT_UNKNOWN;
-		__u8 *ext = header(p, src, off, 2);
-		if (!ext)
+		h = load(ctx, kind, s, off, 2);
+		if (!h)
 			return TRANSPORT_UNKNOWN;
-		if (nexthdr == IPPROTO_FRAGMENT)
-			off += 8;
-		else if (nexthdr == IPPROTO_AH)
-			off += (ext[1] + 2) * 4;
-		else
-			off += (ext[1] + 1) * 8;
-		nexthdr = ext[0];
+		off += ext_size(nexthdr, h[1]);
+		nexthdr = h[0];
 		// The extension header just skipped must be whole.
-		if (off > p->len)
+		if (off > len)
 			return TRANSPORT_UNKNOWN;
 	}
 	return transport(nexthdr, IPPROTO_ICMPV6);
 }
 
-static __always_inline __u32 classify(struct packet *p, enum source src)
+static __always_inline __u32 slow_classify(void *ctx, const enum ctx_kind kind, __u32 len, __u32 link)
 {
-	__u16 *h = header(p, src, ETH_HLEN - 2, 2);
-	__u32 off = ETH_HLEN;
+	struct scratch *s = scratch_space();
+	__u8 *h;
 
-	if (!h)
+	if (!s)
 		return CLASS_NON_IP;
-	__u16 proto = *h;
-
-#pragma unroll
-	for (int i = 0; i < MAX_VLAN_TAGS; i++) {
-		if (proto != bpf_htons(ETH_P_8021Q) && proto != bpf_htons(ETH_P_8021AD))
-			break;
-		h = header(p, src, off + 2, 2);
-		if (!h)
+	if (link == LINK_IP) {
+		if (!(h = load(ctx, kind, s, 0, 1)))
 			return CLASS_NON_IP;
-		proto = *h;
-		off += VLAN_HLEN;
+		if (h[0] >> 4 == 4)
+			return CLASS_IPV4 + slow_ipv4(ctx, kind, s, len, 0);
+		if (h[0] >> 4 == 6)
+			return CLASS_IPV6 + slow_ipv6(ctx, kind, s, len, 0);
+		return CLASS_NON_IP;
 	}
-
+	if (link != LINK_ETHERNET)
+		return CLASS_NON_IP;
+	__u32 off = 12;
+	if (!(h = load(ctx, kind, s, off, 2)))
+		return CLASS_NON_IP;
+	__u16 proto = *(__u16 *)h;
+	for (int i = 0; i < 2 && is_vlan(proto); i++) {
+		off += 4;
+		if (!(h = load(ctx, kind, s, off, 2)))
+			return CLASS_NON_IP;
+		proto = *(__u16 *)h;
+	}
+	off += 2;
 	if (proto == bpf_htons(ETH_P_IP))
-		return CLASS_IPV4 + ipv4_transport(p, src, off);
+		return CLASS_IPV4 + slow_ipv4(ctx, kind, s, len, off);
 	if (proto == bpf_htons(ETH_P_IPV6))
-		return CLASS_IPV6 + ipv6_transport(p, src, off);
+		return CLASS_IPV6 + slow_ipv6(ctx, kind, s, len, off);
 	return CLASS_NON_IP;
 }
 
-static __always_inline void count(__u32 direction, __u32 class, __u64 bytes)
+// The slow paths are functions of their own, so that their helper calls
+// do not make the fast path spill registers.
+static __noinline __u32 slow_classify_skb(struct __sk_buff *skb, __u32 link)
 {
-	__u32 key = slot;
-	struct ebpfnet_counters *c = bpf_map_lookup_elem(&counters, &key);
-	if (!c)
-		return;
-	if (class >= CLASS_COUNT)
-		class = CLASS_NON_IP;
-
-	struct ebpfnet_count *n = (struct ebpfnet_count *)c;
-	n += direction * CLASS_COUNT + class;
-	n->packets += 1;
-	n->bytes += bytes;
+	return slow_classify(skb, CTX_SKB, skb->len, link);
 }
 
-// classify_copy parses a copy of the frame's first bytes: the slow path for
-// the rare frame whose headers run past the skb's linear data. It is a
-// function of its own so that its helper calls do not make the fast path
-// spill registers.
-static __noinline __u32 classify_copy(struct __sk_buff *skb)
+static __noinline __u32 slow_classify_xdp(struct xdp_md *ctx, __u32 len, __u32 link)
 {
-	__u32 zero = 0;
-	struct scratch *s = bpf_map_lookup_elem(&scratch, &zero);
-	__u32 n = skb->len < SCRATCH_SIZE ? skb->len : SCRATCH_SIZE;
-
-	if (!s || n == 0 || bpf_skb_load_bytes(skb, 0, s->bytes, n))
-		return CLASS_NON_IP;
-	struct packet q = {.data = s->bytes, .len = n};
-	return classify(&q, FROM_COPY);
+	return slow_classify(ctx, CTX_XDP, len, link);
 }
 
-// Classes that may mean a header was not read: the only ones for which a
-// frame running past the linear data is parsed again from a copy.
-#define UNREAD_CLASSES \
-	((1U << CLASS_NON_IP) | (1U << (CLASS_IPV4 + TRANSPORT_UNKNOWN)) | (1U << (CLASS_IPV6 + TRANSPORT_UNKNOWN)))
-
-static __always_inline int count_skb(struct __sk_buff *skb, __u32 direction)
+static __always_inline int count_skb(struct __sk_buff *skb, const __u32 direction)
 {
-	struct packet p = {
-		.data = (void *)(long)skb->data,
-		.data_end = (void *)(long)skb->data_end,
-		.len = skb->len,
-	};
-	__u32 class = classify(&p, FROM_PACKET);
+	struct ebpfnet_slot *slot = slot_of(skb->ifindex);
 
-	// A header the parser could not read may lie past the linear data: then,
-	// and only then, parse a copy. Frames it could read cost nothing more.
-	if (((1U << class) & UNREAD_CLASSES) && p.data + p.len > p.data_end)
-		class = classify_copy(skb);
+	if (!slot || slot->link == LINK_UNUSED)
+		return TCX_NEXT;
+	__u32 link = slot->link;
+	__u32 class = classify(link, (void *)(long)skb->data, (void *)(long)skb->data_end, skb->len);
+	if (class == CLASS_SLOW)
+		class = slow_classify_skb(skb, link);
 	// On receive the kernel has already moved the outer VLAN tag out of the
 	// frame into skb metadata, after counting the frame with it.
-	count(direction, class, skb->len + (skb->vlan_present << 2)); // VLAN_HLEN per tag in metadata
+	count(slot, direction, class, skb->len + (skb->vlan_present << 2)); // 4 bytes per tag in metadata
 	return TCX_NEXT;
 }
 
+// Receive: attached at the head of the ingress hook.
 SEC("tc")
 int ebpfnet_ingress(struct __sk_buff *skb)
 {
 	return count_skb(skb, DIRECTION_RECEIVE);
 }
 
+// Transmit: attached at the tail of the egress hook.
 SEC("tc")
 int ebpfnet_egress(struct __sk_buff *skb)
 {
@@ -342,17 +555,22 @@ int ebpfnet_egress(struct __sk_buff *skb)
 SEC("xdp")
 int ebpfnet_xdp(struct xdp_md *ctx)
 {
-	struct packet p = {
-		.data = (void *)(long)ctx->data,
-		.data_end = (void *)(long)ctx->data_end,
-	};
-	p.len = p.data_end - p.data;
+	struct ebpfnet_slot *slot = slot_of(ctx->ingress_ifindex);
 
-	count(DIRECTION_RECEIVE, classify(&p, FROM_PACKET), p.len);
+	if (!slot || slot->link == LINK_UNUSED)
+		return XDP_PASS;
+	__u32 link = slot->link;
+	// The frame's whole length, fragments of a multi-buffer frame included,
+	// as a scalar: the difference of two packet pointers is refused.
+	__u32 len = bpf_xdp_get_buff_len(ctx);
+	__u32 class = classify(link, (void *)(long)ctx->data, (void *)(long)ctx->data_end, len);
+	if (class == CLASS_SLOW)
+		class = slow_classify_xdp(ctx, len, link);
+	count(slot, DIRECTION_RECEIVE, class, len);
 	return XDP_PASS;
 }
 
-// An empty program of each type, for the benchmarks' floor.
+// An empty program, for the benchmarks' floor.
 SEC("tc")
 int ebpfnet_empty_tc(struct __sk_buff *skb)
 {

@@ -143,9 +143,21 @@ type ebpfnetEbpfnetInterface struct {
 	Name         [16]int8
 }
 
+type ebpfnetEbpfnetSlot struct {
+	_    structs.HostLayout
+	Row  uint32
+	Link uint32
+}
+
+type ebpfnetEbpfnetSlots struct {
+	_         structs.HostLayout
+	ByIfindex [16384]ebpfnetEbpfnetSlot
+}
+
 type ebpfnetScratch struct {
-	_     structs.HostLayout
-	Bytes [512]uint8
+	_       structs.HostLayout
+	Header  [16]uint8
+	Ifindex uint32
 }
 
 // Names of all BPF objects in the ELF.
@@ -155,11 +167,13 @@ const (
 	ebpfnetMapCounters        = "counters"
 	ebpfnetMapInterfaces      = "interfaces"
 	ebpfnetMapScratch         = "scratch"
+	ebpfnetMapSlots           = "slots"
+	ebpfnetMapSlotsHash       = "slots_hash"
 	ebpfnetProgEbpfnetEgress  = "ebpfnet_egress"
 	ebpfnetProgEbpfnetEmptyTc = "ebpfnet_empty_tc"
 	ebpfnetProgEbpfnetIngress = "ebpfnet_ingress"
 	ebpfnetProgEbpfnetXdp     = "ebpfnet_xdp"
-	ebpfnetVarSlot            = "slot"
+	ebpfnetVarZero            = "zero"
 )
 
 // loadEbpfnet returns the embedded CollectionSpec for ebpfnet.
@@ -217,13 +231,15 @@ type ebpfnetMapSpecs struct {
 	Counters   *ebpf.MapSpec `ebpf:"counters"`
 	Interfaces *ebpf.MapSpec `ebpf:"interfaces"`
 	Scratch    *ebpf.MapSpec `ebpf:"scratch"`
+	Slots      *ebpf.MapSpec `ebpf:"slots"`
+	SlotsHash  *ebpf.MapSpec `ebpf:"slots_hash"`
 }
 
 // ebpfnetVariableSpecs contains global variables before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type ebpfnetVariableSpecs struct {
-	Slot *ebpf.VariableSpec `ebpf:"slot"`
+	Zero *ebpf.VariableSpec `ebpf:"zero"`
 }
 
 // ebpfnetObjects contains all objects after they have been loaded into the kernel.
@@ -249,6 +265,8 @@ type ebpfnetMaps struct {
 	Counters   *ebpf.Map `ebpf:"counters"`
 	Interfaces *ebpf.Map `ebpf:"interfaces"`
 	Scratch    *ebpf.Map `ebpf:"scratch"`
+	Slots      *ebpf.Map `ebpf:"slots"`
+	SlotsHash  *ebpf.Map `ebpf:"slots_hash"`
 }
 
 func (m *ebpfnetMaps) Close() error {
@@ -256,6 +274,8 @@ func (m *ebpfnetMaps) Close() error {
 		m.Counters,
 		m.Interfaces,
 		m.Scratch,
+		m.Slots,
+		m.SlotsHash,
 	)
 }
 
@@ -263,7 +283,7 @@ func (m *ebpfnetMaps) Close() error {
 //
 // It can be passed to loadEbpfnetObjects or ebpf.CollectionSpec.LoadAndAssign.
 type ebpfnetVariables struct {
-	Slot *ebpf.Variable `ebpf:"slot"`
+	Zero *ebpf.Variable `ebpf:"zero"`
 }
 
 // ebpfnetPrograms contains all programs after they have been loaded into the kernel.

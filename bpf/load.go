@@ -5,9 +5,10 @@ import (
 	"fmt"
 	"os"
 	"sync"
+	"sync/atomic"
+	"unsafe"
 
 	"github.com/cilium/ebpf"
-	"github.com/cilium/ebpf/btf"
 	"golang.org/x/sys/unix"
 )
 
@@ -15,7 +16,9 @@ import (
 // Bump it when a change keeps the maps' sizes but changes what they hold
 // (the order of the classes, say), so that pinned state from an older
 // ebpfnet is refused instead of mixed in.
-const Layout = 1
+//
+// 2: one program for every interface, which finds its row in the slots maps.
+const Layout = 2
 
 // Program names in ebpfnet.c.
 const (
@@ -27,20 +30,73 @@ const (
 	ProgramEmptyTC = "ebpfnet_empty_tc"
 )
 
+// DirectIfindexes is how many ifindexes have their slot in the direct
+// table (DIRECT_IFINDEXES in ebpfnet.c); higher ones go through a hash.
+const DirectIfindexes = len(ebpfnetEbpfnetSlots{}.ByIfindex)
+
+// Link is what a frame on an interface starts with, which says how the
+// program parses it. The values match enum ebpfnet_link.
+type Link uint32
+
+const (
+	LinkUnused   Link = iota // no interface: not counted
+	LinkEthernet             // an Ethernet header
+	LinkIP                   // an IP header: tun, WireGuard, ipip, sit, ...
+	LinkOther                // counted, never classified
+)
+
+// LinkOf returns the Link for an interface whose link-layer type netlink
+// names encap (vishvananda/netlink's LinkAttrs.EncapType, from ARPHRD_*).
+func LinkOf(encap string) Link {
+	switch encap {
+	case "ether", "loopback":
+		return LinkEthernet
+	// Devices without a link-layer header: tun and WireGuard (ARPHRD_NONE),
+	// ipip, ip6tnl, sit, and the raw-IP modems (ARPHRD_RAWIP, 519).
+	case "none", "ipip", "tunnel6", "sit", "unknown519":
+		return LinkIP
+	}
+	// gre in NBMA mode, InfiniBand, PPP, CAN, ...: their frames are not
+	// read, so never misread.
+	return LinkOther
+}
+
+func (l Link) String() string {
+	switch l {
+	case LinkEthernet:
+		return "ethernet"
+	case LinkIP:
+		return "ip"
+	case LinkOther:
+		return "other"
+	}
+	return "unused"
+}
+
 // ErrIncompatiblePin says that pinned state exists but was made by an
 // ebpfnet whose maps do not match this one.
 var ErrIncompatiblePin = errors.New("pinned state does not match this ebpfnet")
 
-// Objects are the maps shared by every attached interface, and the loader
-// of the per-interface programs that write them.
-type Objects struct {
-	Counters   *ebpf.Map // PERCPU_ARRAY: slot -> Counters
-	Interfaces *ebpf.Map // ARRAY: slot -> Interface
+// Options say what Load creates.
+type Options struct {
+	// MaxInterfaces is the number of counter rows.
+	MaxInterfaces int
+	// PinPath, if set, is where the maps are pinned, or found pinned.
+	PinPath string
+	// Programs are the programs to load, by name; each is loaded once
+	// and serves every interface.
+	Programs []string
+}
 
-	mu      sync.Mutex // guards spec's slot variable during a load
-	spec    *ebpf.CollectionSpec
-	cache   *btf.Cache
-	scratch *ebpf.Map // the slow path's per-CPU buffer, one for all programs
+// Objects are ebpfnet's maps and programs, shared by every attached
+// interface.
+type Objects struct {
+	counters   *ebpf.Map // PERCPU_ARRAY: row -> Counters
+	interfaces *ebpf.Map // ARRAY: row -> Interface
+	slots      *ebpf.Map // ARRAY of one: ifindex -> slot, for small ifindexes
+	slotsHash  *ebpf.Map // HASH: ifindex -> slot, for the others
+	slotMem    []byte    // slots' value, mapped
+	progs      map[string]*ebpf.Program
 
 	readMu   sync.Mutex // guards the buffers ReadCounters reuses
 	perCPU   []Counters
@@ -48,89 +104,127 @@ type Objects struct {
 	batchOut uint32
 }
 
-// Load creates the maps with room for maxInterfaces interfaces, or, when
-// pinPath is set, opens the ones pinned there (creating and pinning them
-// the first time). It mounts a BPF filesystem on pinPath if there is none.
-func Load(maxInterfaces int, pinPath string) (*Objects, error) {
+// pinned are the maps that make up pinned state; scratch and .rodata are
+// the programs' own.
+var pinned = []string{"counters", "interfaces", "slots", "slots_hash"}
+
+// Load creates the maps with room for opts.MaxInterfaces interfaces, or,
+// with a pin path, opens the ones pinned there (creating and pinning them
+// the first time), and loads the programs named in opts.
+func Load(opts Options) (*Objects, error) {
 	spec, err := loadEbpfnet()
 	if err != nil {
 		return nil, err
 	}
-	var opts ebpf.MapOptions
-	if pinPath != "" {
-		if err := ensureBPFFS(pinPath); err != nil {
+	for _, name := range []string{"counters", "interfaces", "slots_hash"} {
+		spec.Maps[name].MaxEntries = uint32(opts.MaxInterfaces)
+	}
+	var copts ebpf.CollectionOptions
+	if opts.PinPath != "" {
+		if err := ensureBPFFS(opts.PinPath); err != nil {
 			return nil, err
 		}
-		opts.PinPath = pinPath
+		copts.Maps.PinPath = opts.PinPath
+		for _, name := range pinned {
+			spec.Maps[name].Pinning = ebpf.PinByName
+		}
 	}
+	progs := map[string]*ebpf.ProgramSpec{}
+	for _, name := range opts.Programs {
+		ps, ok := spec.Programs[name]
+		if !ok {
+			return nil, fmt.Errorf("unknown program %q", name)
+		}
+		progs[name] = ps
+	}
+	spec.Programs = progs
 
-	o := &Objects{spec: spec, cache: btf.NewCache()}
-	for name, m := range map[string]**ebpf.Map{"counters": &o.Counters, "interfaces": &o.Interfaces} {
-		ms := spec.Maps[name]
-		ms.MaxEntries = uint32(maxInterfaces)
-		if pinPath != "" {
-			ms.Pinning = ebpf.PinByName
-		}
-		*m, err = ebpf.NewMapWithOptions(ms, opts)
-		if errors.Is(err, ebpf.ErrMapIncompatible) {
-			o.Close()
-			return nil, fmt.Errorf("%w: map %s in %s (was max_interfaces changed? remove %s to start over): %v",
-				ErrIncompatiblePin, name, pinPath, pinPath, err)
-		}
-		if err != nil {
-			o.Close()
-			return nil, fmt.Errorf("create map %s: %w", name, err)
-		}
+	coll, err := ebpf.NewCollectionWithOptions(spec, copts)
+	if errors.Is(err, ebpf.ErrMapIncompatible) {
+		return nil, fmt.Errorf("%w: maps in %s (was max_interfaces changed? remove %s to start over): %v",
+			ErrIncompatiblePin, opts.PinPath, opts.PinPath, err)
 	}
-	if o.scratch, err = ebpf.NewMap(spec.Maps["scratch"]); err != nil {
+	if err != nil {
+		return nil, fmt.Errorf("load ebpfnet: %w", err)
+	}
+	defer coll.Close()
+	o := &Objects{
+		counters:   coll.DetachMap("counters"),
+		interfaces: coll.DetachMap("interfaces"),
+		slots:      coll.DetachMap("slots"),
+		slotsHash:  coll.DetachMap("slots_hash"),
+		progs:      map[string]*ebpf.Program{},
+	}
+	for name := range progs {
+		o.progs[name] = coll.DetachProgram(name)
+	}
+	size := int(o.slots.ValueSize())
+	if o.slotMem, err = unix.Mmap(o.slots.FD(), 0, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED); err != nil {
 		o.Close()
-		return nil, fmt.Errorf("create map scratch: %w", err)
+		return nil, fmt.Errorf("map slots into memory: %w", err)
 	}
 	return o, nil
 }
 
-// LoadProgram loads the named program with its counters row set to slot.
-// The caller owns the returned program.
-func (o *Objects) LoadProgram(name string, slot uint32) (*ebpf.Program, error) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
+// Program returns the loaded program of that name, or nil. It stays owned
+// by o.
+func (o *Objects) Program(name string) *ebpf.Program { return o.progs[name] }
 
-	if err := o.spec.Variables["slot"].Set(slot); err != nil {
-		return nil, fmt.Errorf("set slot: %w", err)
+// MaxInterfaces is the number of counter rows.
+func (o *Objects) MaxInterfaces() int { return int(o.counters.MaxEntries()) }
+
+// SetSlot tells the programs to count frames on ifindex in row, parsing
+// them as link says. LinkUnused stops counting them.
+func (o *Objects) SetSlot(ifindex int, row uint32, link Link) error {
+	if ifindex <= 0 {
+		return fmt.Errorf("set slot: bad ifindex %d", ifindex)
 	}
-	ps, ok := o.spec.Programs[name]
-	if !ok {
-		return nil, fmt.Errorf("unknown program %q", name)
+	if ifindex < DirectIfindexes {
+		// One 8-byte store: a program reads the row and the link of the
+		// same write, never half of each.
+		p := (*uint64)(unsafe.Pointer(&o.slotMem[ifindex*8]))
+		atomic.StoreUint64(p, uint64(row)|uint64(link)<<32)
+		return nil
 	}
-	// A view of the spec with just this program, so that one interface's
-	// load verifies one program. The shared maps are passed in; only the
-	// .rodata holding slot is created for each program.
-	one := *o.spec
-	one.Programs = map[string]*ebpf.ProgramSpec{name: ps}
-	coll, err := ebpf.NewCollectionWithOptions(&one, ebpf.CollectionOptions{
-		MapReplacements: map[string]*ebpf.Map{"counters": o.Counters, "interfaces": o.Interfaces, "scratch": o.scratch},
-		Cache:           o.cache,
-	})
-	var ve *ebpf.VerifierError
-	if errors.As(err, &ve) {
-		return nil, fmt.Errorf("load %s: %+v", name, ve)
+	key := uint32(ifindex)
+	if link == LinkUnused {
+		if err := o.slotsHash.Delete(key); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return fmt.Errorf("clear slot of ifindex %d: %w", ifindex, err)
+		}
+		return nil
 	}
-	if err != nil {
-		return nil, fmt.Errorf("load %s: %w", name, err)
+	if err := o.slotsHash.Update(key, ebpfnetEbpfnetSlot{Row: row, Link: uint32(link)}, ebpf.UpdateAny); err != nil {
+		return fmt.Errorf("set slot of ifindex %d: %w", ifindex, err)
 	}
-	defer coll.Close()
-	return coll.DetachProgram(name), nil
+	return nil
 }
 
-// ResetCounters zeroes slot's counters on every CPU, before the row is
+// Slot returns the row and link the programs use for ifindex.
+func (o *Objects) Slot(ifindex int) (row uint32, link Link, err error) {
+	if ifindex <= 0 {
+		return 0, LinkUnused, nil
+	}
+	if ifindex < DirectIfindexes {
+		v := atomic.LoadUint64((*uint64)(unsafe.Pointer(&o.slotMem[ifindex*8])))
+		return uint32(v), Link(v >> 32), nil
+	}
+	var s ebpfnetEbpfnetSlot
+	err = o.slotsHash.Lookup(uint32(ifindex), &s)
+	if errors.Is(err, ebpf.ErrKeyNotExist) {
+		return 0, LinkUnused, nil
+	}
+	return s.Row, Link(s.Link), err
+}
+
+// ResetCounters zeroes row's counters on every CPU, before the row is
 // given to another interface.
-func (o *Objects) ResetCounters(slot uint32) error {
+func (o *Objects) ResetCounters(row uint32) error {
 	ncpu, err := ebpf.PossibleCPU()
 	if err != nil {
 		return err
 	}
-	if err := o.Counters.Update(slot, make([]Counters, ncpu), ebpf.UpdateExist); err != nil {
-		return fmt.Errorf("reset counters row %d: %w", slot, err)
+	if err := o.counters.Update(row, make([]Counters, ncpu), ebpf.UpdateExist); err != nil {
+		return fmt.Errorf("reset counters row %d: %w", row, err)
 	}
 	return nil
 }
@@ -138,27 +232,35 @@ func (o *Objects) ResetCounters(slot uint32) error {
 // ReadInterfaces returns every row of the interfaces map; unused rows have
 // Ifindex 0.
 func (o *Objects) ReadInterfaces() ([]Interface, error) {
-	rows := make([]Interface, o.Interfaces.MaxEntries())
+	rows := make([]Interface, o.interfaces.MaxEntries())
 	for i := range rows {
-		if err := o.Interfaces.Lookup(uint32(i), &rows[i]); err != nil {
+		if err := o.interfaces.Lookup(uint32(i), &rows[i]); err != nil {
 			return nil, fmt.Errorf("read interfaces row %d: %w", i, err)
 		}
 	}
 	return rows, nil
 }
 
-// WriteInterface stores row at slot.
-func (o *Objects) WriteInterface(slot uint32, row *Interface) error {
-	if err := o.Interfaces.Update(slot, row, ebpf.UpdateExist); err != nil {
-		return fmt.Errorf("write interfaces row %d: %w", slot, err)
+// WriteInterface stores r at row.
+func (o *Objects) WriteInterface(row uint32, r *Interface) error {
+	if err := o.interfaces.Update(row, r, ebpf.UpdateExist); err != nil {
+		return fmt.Errorf("write interfaces row %d: %w", row, err)
 	}
 	return nil
 }
 
-// Close releases the maps. Pinned maps stay pinned.
+// Close releases the programs and maps. Pinned maps stay pinned, and
+// programs stay loaded as long as a hook holds them.
 func (o *Objects) Close() error {
 	var errs []error
-	for _, m := range []*ebpf.Map{o.Counters, o.Interfaces, o.scratch} {
+	if o.slotMem != nil {
+		errs = append(errs, unix.Munmap(o.slotMem))
+		o.slotMem = nil
+	}
+	for _, p := range o.progs {
+		errs = append(errs, p.Close())
+	}
+	for _, m := range []*ebpf.Map{o.counters, o.interfaces, o.slots, o.slotsHash} {
 		if m != nil {
 			errs = append(errs, m.Close())
 		}

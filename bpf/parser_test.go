@@ -90,49 +90,46 @@ func parserCases() []parserCase {
 }
 
 // harness runs the three counting programs on crafted frames through
-// BPF_PROG_TEST_RUN and reports what each one counted.
+// BPF_PROG_TEST_RUN and reports what each one counted. Test runs happen on
+// the loopback device, so lo's ifindex is given a row.
 type harness struct {
 	objs                 *Objects
 	ingress, egress, xdp *ebpf.Program
 	rows                 []Counters
 }
 
+// The row test runs count in, and the ifindex they run on (lo, always 1).
 const (
-	slotIngress = 0
-	slotEgress  = 1
-	slotXDP     = 2
+	harnessRow     = 0
+	harnessIfindex = 1
 )
 
 func newHarness(t testing.TB) *harness {
 	testenv.Privileged(t)
-	objs, err := Load(3, "")
+	objs, err := Load(Options{MaxInterfaces: 1, Programs: []string{ProgramIngress, ProgramEgress, ProgramXDP}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := &harness{objs: objs, rows: make([]Counters, 3)}
-	for _, p := range []struct {
-		prog **ebpf.Program
-		name string
-		slot uint32
-	}{{&h.ingress, ProgramIngress, slotIngress}, {&h.egress, ProgramEgress, slotEgress}, {&h.xdp, ProgramXDP, slotXDP}} {
-		if *p.prog, err = objs.LoadProgram(p.name, p.slot); err != nil {
-			t.Fatal(err)
-		}
-	}
-	t.Cleanup(func() {
-		h.ingress.Close()
-		h.egress.Close()
-		h.xdp.Close()
-		objs.Close()
-	})
+	t.Cleanup(func() { objs.Close() })
+	h := &harness{objs: objs, rows: make([]Counters, 1),
+		ingress: objs.Program(ProgramIngress), egress: objs.Program(ProgramEgress), xdp: objs.Program(ProgramXDP)}
+	h.setLink(t, LinkEthernet)
 	return h
+}
+
+// setLink makes the test runs' interface one of link's type.
+func (h *harness) setLink(t testing.TB, link Link) {
+	t.Helper()
+	if err := h.objs.SetSlot(harnessIfindex, harnessRow, link); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // run feeds frame to prog and returns its return code and what it added to
 // the counters.
 func (h *harness) run(t testing.TB, prog *ebpf.Program, frame []byte) (uint32, Counters, error) {
 	t.Helper()
-	before := make([]Counters, 3)
+	before := make([]Counters, 1)
 	if err := h.objs.ReadCounters(before); err != nil {
 		t.Fatal(err)
 	}
@@ -246,5 +243,38 @@ func TestLayout(t *testing.T) {
 	}
 	if n := unsafe.Sizeof(Counters{}); n%8 != 0 {
 		t.Errorf("Counters is %d bytes: the per-CPU stride ReadCounters relies on needs a multiple of 8", n)
+	}
+}
+
+// The programs must pass the verifier with CAP_BPF and CAP_NET_ADMIN alone.
+// Without CAP_PERFMON the verifier applies its Spectre mitigations: it
+// refuses a variable offset on a packet pointer and pointer arithmetic
+// between pointers, which a root-only test would never notice.
+func TestLoadsWithCapBPFAndNetAdminAlone(t *testing.T) {
+	testenv.Privileged(t)
+	var objs *Objects
+	eff, err := testenv.WithCapabilities([]uintptr{unix.CAP_BPF, unix.CAP_NET_ADMIN}, func() error {
+		var err error
+		objs, err = Load(Options{MaxInterfaces: 4, Programs: []string{ProgramIngress, ProgramEgress, ProgramXDP}})
+		return err
+	})
+	if want := uint64(1)<<unix.CAP_BPF | 1<<unix.CAP_NET_ADMIN; eff != want {
+		t.Fatalf("the loading thread had capabilities %#x, want exactly %#x", eff, want)
+	}
+	if err != nil {
+		var ve *ebpf.VerifierError
+		if errors.As(err, &ve) {
+			t.Logf("verifier log:\n%+v", ve)
+		}
+		t.Fatalf("load with CAP_BPF and CAP_NET_ADMIN: %v", err)
+	}
+	defer objs.Close()
+
+	// And what was loaded that way counts like the root-loaded programs.
+	h := &harness{objs: objs, rows: make([]Counters, 1),
+		ingress: objs.Program(ProgramIngress), egress: objs.Program(ProgramEgress), xdp: objs.Program(ProgramXDP)}
+	h.setLink(t, LinkEthernet)
+	for _, c := range parserCases() {
+		h.check(t, c.frame, c.want)
 	}
 }

@@ -16,8 +16,8 @@ func (o *Objects) ReadCounters(dst []Counters) error {
 	if len(dst) == 0 {
 		return nil
 	}
-	if len(dst) > int(o.Counters.MaxEntries()) {
-		return fmt.Errorf("read %d counter rows: map has %d", len(dst), o.Counters.MaxEntries())
+	if len(dst) > int(o.counters.MaxEntries()) {
+		return fmt.Errorf("read %d counter rows: map has %d", len(dst), o.counters.MaxEntries())
 	}
 	ncpu, err := ebpf.PossibleCPU()
 	if err != nil {
@@ -42,7 +42,7 @@ func (o *Objects) ReadCounters(dst []Counters) error {
 		keys:     uint64(uintptr(unsafe.Pointer(&keys[0]))),
 		values:   uint64(uintptr(unsafe.Pointer(&values[0]))),
 		count:    uint32(len(dst)),
-		mapFD:    uint32(o.Counters.FD()),
+		mapFD:    uint32(o.counters.FD()),
 	}
 	_, _, errno := unix.Syscall(unix.SYS_BPF, unix.BPF_MAP_LOOKUP_BATCH,
 		uintptr(unsafe.Pointer(&attr)), unsafe.Sizeof(attr))

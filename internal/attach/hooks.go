@@ -13,15 +13,24 @@ import (
 	"github.com/ebpfnet/ebpfnet/bpf"
 )
 
-// The legacy tc filter ebpfnet installs, recognisable in `tc filter show`
-// by its name (the program's) and by this priority and handle. Priority 1
-// with a handle of its own puts it ahead of most other filters, so it sees
-// every frame the kernel counts.
+// The legacy tc filters ebpfnet installs, recognisable in `tc filter show`
+// by their name (the program's) and by these priorities and handle. On
+// ingress, priority 1 puts ours ahead of other filters, so it sees every
+// frame the kernel has counted; on egress, the last priority puts it behind
+// them, so it sees only frames that no other filter dropped.
 const (
-	tcPriority = 1
-	tcHandle   = 0xeb9f
-	tcPrefix   = "ebpfnet"
+	tcPriorityIngress = 1
+	tcPriorityEgress  = 0xffff
+	tcHandle          = 0xeb9f
+	tcPrefix          = "ebpfnet"
 )
+
+func tcPriority(dir bpf.Direction) uint16 {
+	if dir == bpf.Receive {
+		return tcPriorityIngress
+	}
+	return tcPriorityEgress
+}
 
 func tcParent(dir bpf.Direction) uint32 {
 	if dir == bpf.Receive {
@@ -37,7 +46,7 @@ func tcFilter(index int, dir bpf.Direction, prog *ebpf.Program, name string) *ne
 			Parent:    tcParent(dir),
 			Handle:    tcHandle,
 			Protocol:  unix.ETH_P_ALL,
-			Priority:  tcPriority,
+			Priority:  tcPriority(dir),
 		},
 		Name:         name,
 		DirectAction: true,
@@ -84,7 +93,7 @@ func removeStaleTC(index int, dir bpf.Direction) error {
 		if !ok || !strings.HasPrefix(bf.Name, tcPrefix) {
 			continue
 		}
-		if bf.Priority == tcPriority && bf.Handle == tcHandle {
+		if bf.Priority == tcPriority(dir) && bf.Handle == tcHandle {
 			continue // replaced in place
 		}
 		if err := netlink.FilterDel(bf); err != nil {
@@ -102,7 +111,7 @@ func hasTC(index int, dir bpf.Direction) bool {
 	}
 	for _, f := range filters {
 		if bf, ok := f.(*netlink.BpfFilter); ok && strings.HasPrefix(bf.Name, tcPrefix) &&
-			bf.Priority == tcPriority && bf.Handle == tcHandle {
+			bf.Priority == tcPriority(dir) && bf.Handle == tcHandle {
 			return true
 		}
 	}
@@ -130,9 +139,15 @@ func attachTCX(index int, dir bpf.Direction, prog *ebpf.Program) (link.Link, err
 	if dir == bpf.Transmit {
 		typ = ebpf.AttachTCXEgress
 	}
-	// At the head, so that no program ahead of ours can drop or redirect a
-	// frame the kernel has already counted.
-	l, err := link.AttachTCX(link.TCXOptions{Interface: index, Program: prog, Attach: typ, Anchor: link.Head()})
+	// Receive at the head, so that no program ahead of ours can drop or
+	// redirect a frame the kernel has already counted; transmit at the
+	// tail, so that a frame a program ahead of ours drops, which the kernel
+	// never transmits, is not counted either.
+	anchor := link.Head()
+	if dir == bpf.Transmit {
+		anchor = link.Tail()
+	}
+	l, err := link.AttachTCX(link.TCXOptions{Interface: index, Program: prog, Attach: typ, Anchor: anchor})
 	if err != nil {
 		return nil, fmt.Errorf("attach tcx: %w", err)
 	}

@@ -1,8 +1,10 @@
-// Package attach puts ebpfnet's program on interfaces and takes it off
+// Package attach puts ebpfnet's programs on interfaces and takes them off
 // again: tcx (kernel 6.6+), legacy tc (clsact qdisc and a direct-action
-// filter) or XDP (receive only, native with a generic fallback). It owns
-// the rows of the counters map: one per attached interface, zeroed before
-// reuse, so the map never grows with interface churn.
+// filter) or XDP (receive only, native with a generic fallback). The
+// programs are loaded once and shared by every interface, so attaching is
+// a link or a filter and a slot telling the programs the interface's row.
+// It owns the rows of the counters map: one per attached interface, zeroed
+// before reuse, so the map never grows with interface churn.
 //
 // With a pin path, links are pinned beside the maps and a new Manager
 // picks up what an earlier process left attached, so counting never stops
@@ -32,7 +34,6 @@ var ErrFull = errors.New("max_interfaces reached")
 // Values of the error.type attribute on ebpfnet.attach.errors.
 const (
 	ErrorMaxInterfaces = "max_interfaces"
-	ErrorLoad          = "load"
 	ErrorAttach        = "attach"
 )
 
@@ -44,11 +45,19 @@ type Options struct {
 	Logger     *slog.Logger
 }
 
+// Link is an interface as netlink describes it.
+type Link struct {
+	Index int
+	Name  string
+	Type  bpf.Link // how its frames start
+}
+
 // Interface is one attached interface.
 type Interface struct {
 	Slot  uint32 // its row in the counters map
 	Index int
 	Name  string
+	Type  bpf.Link
 	Start time.Time // when counting began
 	Hooks [bpf.NumDirections]bpf.Hook
 }
@@ -80,7 +89,7 @@ func New(objs *bpf.Objects, opts Options) (*Manager, error) {
 		objs:    objs,
 		opts:    opts,
 		log:     opts.Logger,
-		slots:   make([]*attached, objs.Counters.MaxEntries()),
+		slots:   make([]*attached, objs.MaxInterfaces()),
 		byIndex: map[int]*attached{},
 		errs:    map[string]uint64{},
 	}
@@ -126,6 +135,9 @@ func (m *Manager) adopt() error {
 			Name:  row.InterfaceName(),
 			Start: time.Unix(0, int64(row.StartUnixNano)),
 		}}
+		if _, a.Type, err = m.objs.Slot(a.Index); err != nil {
+			return err
+		}
 		l, err := netlink.LinkByIndex(a.Index)
 		if err != nil || l.Attrs().Name != a.Name {
 			// The interface went away while no process held the pins.
@@ -159,12 +171,13 @@ func (m *Manager) adopt() error {
 // Attach starts counting on the interface, if it is not counted already.
 // Calling it again for an attached interface is cheap; with a new name it
 // records the rename and keeps the counts.
-func (m *Manager) Attach(index int, name string) error {
+func (m *Manager) Attach(l Link) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.closed {
 		return errors.New("attach: manager closed")
 	}
+	index, name := l.Index, l.Name
 
 	a := m.byIndex[index]
 	var before Interface // zero for a new interface: its row is written
@@ -183,6 +196,15 @@ func (m *Manager) Attach(index int, name string) error {
 		m.slots[slot], m.byIndex[index] = a, a
 	}
 	a.Name = name
+	if a.Type != l.Type {
+		// The slot comes before any hook: a hook on an interface without
+		// one counts nothing.
+		if err := m.objs.SetSlot(index, a.Slot, l.Type); err != nil {
+			errs := errors.Join(err, m.release(a))
+			return fmt.Errorf("attach %s: %w", name, errs)
+		}
+		a.Type = l.Type
+	}
 
 	var errs []error
 	for _, d := range m.dirs {
@@ -310,6 +332,23 @@ func (m *Manager) hookFor(d bpf.Direction) bpf.Hook {
 	return bpf.HookTCX
 }
 
+// Programs returns the programs the options need: one per hook, shared by
+// every interface.
+func Programs(mode string, directions []string) []string {
+	if mode == config.AttachXDP {
+		return []string{bpf.ProgramXDP}
+	}
+	var names []string
+	for _, d := range directions {
+		if d == config.DirectionReceive {
+			names = append(names, bpf.ProgramIngress)
+		} else {
+			names = append(names, bpf.ProgramEgress)
+		}
+	}
+	return names
+}
+
 func (m *Manager) attachHook(a *attached, d bpf.Direction) error {
 	hook := m.hookFor(d)
 	name := bpf.ProgramIngress
@@ -319,15 +358,15 @@ func (m *Manager) attachHook(a *attached, d bpf.Direction) error {
 	case d == bpf.Transmit:
 		name = bpf.ProgramEgress
 	}
-	prog, err := m.objs.LoadProgram(name, a.Slot)
-	if err != nil {
-		m.errs[ErrorLoad]++
-		return err
+	prog := m.objs.Program(name)
+	if prog == nil {
+		return fmt.Errorf("%s %s: program %s not loaded", d, hook, name)
 	}
-	// The hook holds its own reference to the program.
-	defer prog.Close()
 
-	var l link.Link
+	var (
+		l   link.Link
+		err error
+	)
 	switch hook {
 	case bpf.HookTCX:
 		l, err = attachTCX(a.Index, d, prog)
@@ -374,11 +413,17 @@ func (m *Manager) detachHook(a *attached, d bpf.Direction) error {
 	return err
 }
 
-// release frees a's row: zeroed counters, cleared interfaces row.
+// release frees a's row: its slot cleared, so that the programs stop
+// counting the interface, then zeroed counters and a cleared interfaces
+// row.
 func (m *Manager) release(a *attached) error {
 	m.slots[a.Slot] = nil
 	delete(m.byIndex, a.Index)
-	return errors.Join(
+	var err error
+	if row, _, serr := m.objs.Slot(a.Index); serr != nil || row == a.Slot {
+		err = errors.Join(serr, m.objs.SetSlot(a.Index, 0, bpf.LinkUnused))
+	}
+	return errors.Join(err,
 		m.objs.ResetCounters(a.Slot),
 		m.objs.WriteInterface(a.Slot, &bpf.Interface{}),
 	)

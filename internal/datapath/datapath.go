@@ -9,6 +9,9 @@ import (
 	"log/slog"
 	"sync"
 
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/rlimit"
+
 	"github.com/ebpfnet/ebpfnet/bpf"
 	"github.com/ebpfnet/ebpfnet/config"
 	"github.com/ebpfnet/ebpfnet/internal/attach"
@@ -45,8 +48,24 @@ func Open(cfg config.Config, log *slog.Logger) (*Datapath, error) {
 		return nil, err
 	}
 
+	// Where the kernel still charges BPF memory to RLIMIT_MEMLOCK (before
+	// 5.11), lift it; elsewhere this does nothing.
+	if err := rlimit.RemoveMemlock(); err != nil {
+		return nil, fmt.Errorf("raise RLIMIT_MEMLOCK for BPF maps: %w", err)
+	}
 	d := &Datapath{}
-	if d.objs, err = bpf.Load(cfg.MaxInterfaces, cfg.PinPath); err != nil {
+	d.objs, err = bpf.Load(bpf.Options{
+		MaxInterfaces: cfg.MaxInterfaces,
+		PinPath:       cfg.PinPath,
+		Programs:      attach.Programs(cfg.Attach, cfg.Directions),
+	})
+	if err != nil {
+		// One line: the verifier's last words. The whole log is for
+		// those who ask for it.
+		var ve *ebpf.VerifierError
+		if errors.As(err, &ve) {
+			log.Debug("verifier log", "log", fmt.Sprintf("%+v", ve))
+		}
 		return nil, err
 	}
 	d.mgr, err = attach.New(d.objs, attach.Options{

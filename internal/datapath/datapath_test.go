@@ -82,7 +82,7 @@ func sub(a, b bpf.Counters) bpf.Counters {
 // counted in softirq context, a moment after the sender's call returns.
 func waitTotals(t testing.TB, d *Datapath, p *testenv.Pair, mode string, base bpf.Counters, kbase testenv.Stats, dirs ...bpf.Direction) (bpf.Counters, testenv.Stats) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for {
 		got := sub(counters(t, d, p.Local), base)
 		k := testenv.LinkStats(t, p.Local).Sub(kbase)
@@ -198,6 +198,7 @@ func TestCountsExactly(t *testing.T) {
 	testenv.Privileged(t)
 	for _, mode := range []string{config.AttachTCX, config.AttachTC, config.AttachXDP} {
 		t.Run(mode, func(t *testing.T) {
+			testenv.RequireMode(t, mode)
 			p := testenv.NewPair(t, "exact"+mode)
 			d := open(t, cfgFor(mode, p.Local))
 			dirs := []bpf.Direction{bpf.Receive, bpf.Transmit}
@@ -226,6 +227,7 @@ func TestCountsFromEveryCPUAtOnce(t *testing.T) {
 	}
 	for _, mode := range []string{config.AttachTCX, config.AttachTC, config.AttachXDP} {
 		t.Run(mode, func(t *testing.T) {
+			testenv.RequireMode(t, mode)
 			p := testenv.NewPair(t, "cpus"+mode)
 			d := open(t, cfgFor(mode, p.Local))
 			testenv.WaitQuiet(t, p.Local, 300*time.Millisecond)
@@ -257,6 +259,7 @@ func TestCloseDetaches(t *testing.T) {
 	testenv.Privileged(t)
 	for _, mode := range []string{config.AttachTCX, config.AttachTC, config.AttachXDP} {
 		t.Run(mode, func(t *testing.T) {
+			testenv.RequireMode(t, mode)
 			p := testenv.NewPair(t, "close"+mode)
 			d := open(t, cfgFor(mode, p.Local))
 			if got := testenv.Attachments(t, p.LocalIndex); len(got) == 0 {
@@ -338,6 +341,7 @@ func TestHeadersOutsideLinearData(t *testing.T) {
 	testenv.Privileged(t)
 	for _, mode := range []string{config.AttachTCX, config.AttachTC} {
 		t.Run(mode, func(t *testing.T) {
+			testenv.RequireMode(t, mode)
 			p := testenv.NewPair(t, "paged"+mode)
 			p.SetMTU(t, 9000)
 			d := open(t, cfgFor(mode, p.Local))

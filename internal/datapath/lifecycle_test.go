@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/link"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netlink/nl"
@@ -22,34 +23,29 @@ import (
 	"github.com/ebpfnet/ebpfnet/internal/testenv"
 )
 
-// A program attached behind ours on the same hook must still see every
-// frame: ours returns TCX_NEXT / TC_ACT_UNSPEC, never a verdict.
+// A program attached on the same hook must still see every frame: ours
+// returns TCX_NEXT / TC_ACT_UNSPEC, never a verdict. (On ingress it runs
+// behind ours; on egress, where ours is last, ahead of it.)
 func TestChainedProgramSeesEveryPacket(t *testing.T) {
 	testenv.Privileged(t)
 	for _, mode := range []string{config.AttachTCX, config.AttachTC} {
 		t.Run(mode, func(t *testing.T) {
+			testenv.RequireMode(t, mode)
 			p := testenv.NewPair(t, "chain"+mode)
 			d := open(t, cfgFor(mode, p.Local))
 
 			// The second program is another copy of ebpfnet's, with maps
 			// of its own: it counts what reaches it.
-			other, err := bpf.Load(1, "")
+			other, err := bpf.Load(bpf.Options{MaxInterfaces: 1, Programs: []string{bpf.ProgramIngress, bpf.ProgramEgress}})
 			if err != nil {
 				t.Fatal(err)
 			}
 			t.Cleanup(func() { other.Close() })
-			for _, dir := range []bpf.Direction{bpf.Receive, bpf.Transmit} {
-				name := bpf.ProgramIngress
-				if dir == bpf.Transmit {
-					name = bpf.ProgramEgress
-				}
-				prog, err := other.LoadProgram(name, 0)
-				if err != nil {
-					t.Fatal(err)
-				}
-				t.Cleanup(func() { prog.Close() })
-				attachBehind(t, mode, p.LocalIndex, dir, prog)
+			if err := other.SetSlot(p.LocalIndex, 0, bpf.LinkEthernet); err != nil {
+				t.Fatal(err)
 			}
+			attachBehind(t, mode, p.LocalIndex, bpf.Receive, other.Program(bpf.ProgramIngress))
+			attachBehind(t, mode, p.LocalIndex, bpf.Transmit, other.Program(bpf.ProgramEgress))
 			testenv.WaitQuiet(t, p.Local, 300*time.Millisecond)
 			base, kbase := counters(t, d, p.Local), testenv.LinkStats(t, p.Local)
 			otherBase := make([]bpf.Counters, 1)
@@ -74,6 +70,9 @@ func TestChainedProgramSeesEveryPacket(t *testing.T) {
 	}
 }
 
+// attachBehind attaches a third party's program the way such programs
+// usually are: appended to the tcx hook, or a tc filter at priority 2
+// (adding the clsact qdisc if needed).
 func attachBehind(t *testing.T, mode string, index int, dir bpf.Direction, prog *ebpf.Program) {
 	t.Helper()
 	if mode == config.AttachTCX {
@@ -88,54 +87,163 @@ func attachBehind(t *testing.T, mode string, index int, dir bpf.Direction, prog 
 		t.Cleanup(func() { l.Close() })
 		return
 	}
+	err := netlink.QdiscAdd(&netlink.GenericQdisc{
+		QdiscAttrs: netlink.QdiscAttrs{LinkIndex: index, Handle: netlink.MakeHandle(0xffff, 0), Parent: netlink.HANDLE_CLSACT},
+		QdiscType:  "clsact",
+	})
+	if err != nil && !errors.Is(err, unix.EEXIST) {
+		t.Fatal(err)
+	}
 	parent := uint32(netlink.HANDLE_MIN_INGRESS)
 	if dir == bpf.Transmit {
 		parent = netlink.HANDLE_MIN_EGRESS
 	}
 	f := &netlink.BpfFilter{
 		FilterAttrs: netlink.FilterAttrs{LinkIndex: index, Parent: parent, Handle: 1, Protocol: unix.ETH_P_ALL, Priority: 2},
-		Fd:          prog.FD(), Name: "chained", DirectAction: true,
+		Fd:          prog.FD(), Name: "third_party", DirectAction: true,
 	}
 	if err := netlink.FilterAdd(f); err != nil {
 		t.Fatal(err)
 	}
 }
 
-// Interfaces that come and go while ebpfnet runs are attached within a
-// second and forgotten when removed, and their rows are reused.
+// dropper is a third party's program that drops every frame of one length
+// (TC_ACT_SHOT / TCX_DROP), counts what it dropped, and passes the rest on
+// (TC_ACT_UNSPEC / TCX_NEXT).
+func dropper(t *testing.T, length uint32) (*ebpf.Program, func() uint64) {
+	t.Helper()
+	drops, err := ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.Array, KeySize: 4, ValueSize: 8, MaxEntries: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { drops.Close() })
+	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{
+		Type:    ebpf.SchedCLS,
+		License: "GPL",
+		Instructions: asm.Instructions{
+			asm.LoadMem(asm.R0, asm.R1, 0, asm.Word), // skb->len
+			asm.JNE.Imm(asm.R0, int32(length), "pass"),
+			asm.StoreImm(asm.RFP, -4, 0, asm.Word),
+			asm.Mov.Reg(asm.R2, asm.RFP),
+			asm.Add.Imm(asm.R2, -4),
+			asm.LoadMapPtr(asm.R1, drops.FD()),
+			asm.FnMapLookupElem.Call(),
+			asm.JEq.Imm(asm.R0, 0, "drop"),
+			asm.Mov.Imm(asm.R1, 1),
+			asm.StoreXAdd(asm.R0, asm.R1, asm.DWord),
+			asm.Mov.Imm(asm.R0, 2).WithSymbol("drop"), // TC_ACT_SHOT, TCX_DROP
+			asm.Return(),
+			asm.Mov.Imm(asm.R0, -1).WithSymbol("pass"), // TC_ACT_UNSPEC, TCX_NEXT
+			asm.Return(),
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { prog.Close() })
+	return prog, func() uint64 {
+		var n uint64
+		if err := drops.Lookup(uint32(0), &n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+}
+
+// Another program on the same hooks drops part of the traffic. Receive is
+// counted at the head of the ingress hook, where the kernel has counted the
+// frame already; transmit at the tail of the egress hook, where a frame the
+// other program dropped never gets, as it never gets to the kernel's tx
+// counters. Both equal the kernel's counters, and the other program still
+// drops what it drops.
+func TestCountsLikeTheKernelBesideADroppingProgram(t *testing.T) {
+	testenv.Privileged(t)
+	for _, mode := range []string{config.AttachTCX, config.AttachTC} {
+		t.Run(mode, func(t *testing.T) {
+			testenv.RequireMode(t, mode)
+			p := testenv.NewPair(t, "drop"+mode)
+			const dropPayload = 77
+			dropLen := uint32(testenv.UDPFrameLen(false, dropPayload))
+			in, inDrops := dropper(t, dropLen)
+			out, outDrops := dropper(t, dropLen)
+			// The other program is there first, as Cilium or Calico would be.
+			attachBehind(t, mode, p.LocalIndex, bpf.Receive, in)
+			attachBehind(t, mode, p.LocalIndex, bpf.Transmit, out)
+			d := open(t, cfgFor(mode, p.Local))
+			t.Logf("hooks: %v", testenv.Attachments(t, p.LocalIndex))
+
+			testenv.WaitQuiet(t, p.Local, 300*time.Millisecond)
+			base, kbase := counters(t, d, p.Local), testenv.LinkStats(t, p.Local)
+			const kept, dropped = 150, 40
+			p.SendUDP(t, false, true, kept, payload)
+			p.SendUDP(t, false, false, kept, payload)
+			p.SendRaw(t, true, testenv.VLANFrame(p.LocalMAC, p.PeerMAC, nil, dropPayload), dropped)
+			p.SendRawDropped(t, testenv.VLANFrame(p.PeerMAC, p.LocalMAC, nil, dropPayload), dropped)
+
+			got, k := waitTotals(t, d, p, mode, base, kbase, bpf.Receive, bpf.Transmit)
+			if n := inDrops(); n != dropped {
+				t.Errorf("the other program dropped %d frames on ingress, want %d", n, dropped)
+			}
+			if n := outDrops(); n != dropped {
+				t.Errorf("the other program dropped %d frames on egress, want %d", n, dropped)
+			}
+			// The kernel counted every received frame, and transmitted only
+			// those the other program let through.
+			if k.RxPackets != kept+dropped || k.TxPackets != kept {
+				t.Errorf("kernel counted %d received and %d transmitted, want %d and %d", k.RxPackets, k.TxPackets, kept+dropped, kept)
+			}
+			want := bpf.Count{Packets: kept + dropped, Bytes: kept*testenv.UDPFrameLen(false, payload) + dropped*uint64(dropLen)}
+			if got[bpf.Receive][bpf.ClassIPv4UDP] != want {
+				t.Errorf("received udp4: counted %+v, want %+v", got[bpf.Receive][bpf.ClassIPv4UDP], want)
+			}
+		})
+	}
+}
+
+// waitFor polls cond until it holds, failing t if it has not within a limit
+// generous for the slowest machine: it says nothing about how fast.
+func waitFor(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("gave up waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// Interfaces that come and go while ebpfnet runs are attached when they
+// appear and forgotten when removed, and their rows are reused.
 func TestInterfaceChurn(t *testing.T) {
 	testenv.Privileged(t)
 	peers := testenv.NewNetns(t)
-	d := open(t, cfgFor(config.AttachTCX, "churn*"))
+	d := open(t, cfgFor(config.AttachAuto, "churn*"))
+	programs := countBPFObjects(t)
 
 	const n = 50
-	index := map[string]int{}
-	var slowest time.Duration
-	for i := range n {
-		name := fmt.Sprintf("churn%02d", i)
-		veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: name}, PeerName: name + "p", PeerNamespace: netlink.NsFd(peers)}
+	addVeth := func(name, peer string) {
+		veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: name}, PeerName: peer, PeerNamespace: netlink.NsFd(peers)}
 		if err := netlink.LinkAdd(veth); err != nil {
 			t.Fatal(err)
 		}
-		created := time.Now()
 		t.Cleanup(func() { _ = netlink.LinkDel(veth) })
-		for snap(t, d).Find(name) == nil {
-			if time.Since(created) > time.Second {
-				t.Fatalf("%s not attached a second after it appeared", name)
-			}
-			time.Sleep(time.Millisecond)
-		}
-		slowest = max(slowest, time.Since(created))
-		l, err := netlink.LinkByName(name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		index[name] = l.Attrs().Index
-		if got := testenv.Attachments(t, index[name]); len(got) != 2 {
-			t.Errorf("%s: attached %v, want tcx ingress and egress", name, got)
+	}
+	// Created in a burst, as a node creating pods would.
+	for i := range n {
+		addVeth(fmt.Sprintf("churn%02d", i), fmt.Sprintf("churn%02dp", i))
+	}
+	waitFor(t, fmt.Sprintf("%d interfaces attached", n), func() bool { return len(snap(t, d).Interfaces) == n })
+	for _, a := range snap(t, d).Interfaces {
+		if got := testenv.Attachments(t, a.Index); len(got) != 2 {
+			t.Errorf("%s: attached %v, want ingress and egress", a.Name, got)
 		}
 	}
-	t.Logf("%d interfaces, each attached within %v of appearing", n, slowest)
+	// Attaching loads nothing: the process holds the same programs and
+	// maps with 50 interfaces as with none.
+	if got := countBPFObjects(t); got != programs {
+		t.Errorf("%d BPF programs and maps open with %d interfaces attached, %d with none", got, n, programs)
+	}
 
 	// Remove every other one: it leaves the snapshot and its row is freed.
 	slots := map[string]uint32{}
@@ -151,41 +259,27 @@ func TestInterfaceChurn(t *testing.T) {
 		if err := netlink.LinkDel(l); err != nil {
 			t.Fatal(err)
 		}
-		deleted := time.Now()
-		for snap(t, d).Find(name) != nil {
-			if time.Since(deleted) > time.Second {
-				t.Fatalf("%s still in the snapshot a second after it was removed", name)
-			}
-			time.Sleep(time.Millisecond)
-		}
-		rows, err := d.objs.ReadInterfaces()
-		if err != nil {
-			t.Fatal(err)
+	}
+	waitFor(t, "removed interfaces to leave the snapshot", func() bool { return len(snap(t, d).Interfaces) == n/2 })
+	rows, err := d.objs.ReadInterfaces()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < n; i += 2 {
+		name := fmt.Sprintf("churn%02d", i)
+		if snap(t, d).Find(name) != nil {
+			t.Errorf("%s still in the snapshot", name)
 		}
 		if row := rows[slots[name]]; row != (bpf.Interface{}) {
 			t.Errorf("%s's row %d not cleared: %+v", name, slots[name], row)
 		}
 	}
-	if got := len(snap(t, d).Interfaces); got != n/2 {
-		t.Errorf("%d interfaces in the snapshot, want %d", got, n/2)
-	}
 
 	// New ones take the freed rows: the map does not grow with churn.
 	for i := range n / 2 {
-		name := fmt.Sprintf("churn%02dx", i)
-		veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: name}, PeerName: fmt.Sprintf("cx%02dp", i), PeerNamespace: netlink.NsFd(peers)}
-		if err := netlink.LinkAdd(veth); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = netlink.LinkDel(veth) })
+		addVeth(fmt.Sprintf("churn%02dx", i), fmt.Sprintf("cx%02dp", i))
 	}
-	deadline := time.Now().Add(time.Second)
-	for len(snap(t, d).Interfaces) != n {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d interfaces attached, want %d", len(snap(t, d).Interfaces), n)
-		}
-		time.Sleep(time.Millisecond)
-	}
+	waitFor(t, fmt.Sprintf("%d interfaces attached again", n), func() bool { return len(snap(t, d).Interfaces) == n })
 	for _, a := range d.mgr.AppendAttached(nil) {
 		if a.Slot >= n {
 			t.Errorf("%s got row %d: rows were not reused", a.Name, a.Slot)
@@ -218,7 +312,7 @@ func TestMaxInterfaces(t *testing.T) {
 		}
 		t.Cleanup(func() { _ = netlink.LinkDel(veth) })
 	}
-	cfg := cfgFor(config.AttachTCX, "cap*")
+	cfg := cfgFor(config.AttachAuto, "cap*")
 	cfg.MaxInterfaces = 2
 	d := open(t, cfg)
 	s := snap(t, d)
@@ -248,6 +342,7 @@ func TestPinnedStateOutlivesTheProcess(t *testing.T) {
 		{config.AttachXDP, func(t *testing.T) string { return "/sys/fs/bpf/ebpfnet-pin-xdp" }},
 	} {
 		t.Run(tc.mode, func(t *testing.T) {
+			testenv.RequireMode(t, tc.mode)
 			p := testenv.NewPair(t, "pin"+tc.mode)
 			cfg := cfgFor(tc.mode, p.Local)
 			cfg.PinPath = tc.pin(t)
@@ -331,7 +426,7 @@ func TestPinnedStateOutlivesTheProcess(t *testing.T) {
 func TestPinnedLayoutMismatch(t *testing.T) {
 	testenv.Privileged(t)
 	p := testenv.NewPair(t, "layout0")
-	cfg := cfgFor(config.AttachTCX, p.Local)
+	cfg := cfgFor(config.AttachAuto, p.Local)
 	cfg.PinPath = "/sys/fs/bpf/ebpfnet-layout"
 	t.Cleanup(func() { unpin(t, cfg.PinPath) })
 	open(t, cfg).Close()
@@ -371,16 +466,12 @@ func unpin(t testing.TB, dir string) {
 func TestStaleTCFiltersAreRemoved(t *testing.T) {
 	testenv.Privileged(t)
 	p := testenv.NewPair(t, "stale0")
-	old, err := bpf.Load(1, "")
+	old, err := bpf.Load(bpf.Options{MaxInterfaces: 1, Programs: []string{bpf.ProgramIngress}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer old.Close()
-	prog, err := old.LoadProgram(bpf.ProgramIngress, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer prog.Close()
+	prog := old.Program(bpf.ProgramIngress)
 	if err := netlink.QdiscAdd(&netlink.GenericQdisc{
 		QdiscAttrs: netlink.QdiscAttrs{LinkIndex: p.LocalIndex, Handle: netlink.MakeHandle(0xffff, 0), Parent: netlink.HANDLE_CLSACT},
 		QdiscType:  "clsact",

@@ -13,6 +13,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/ebpfnet/ebpfnet/bpf"
 	"github.com/ebpfnet/ebpfnet/config"
 	"github.com/ebpfnet/ebpfnet/internal/attach"
 )
@@ -75,7 +76,7 @@ func (w *Watcher) sync() (int, error) {
 	for _, l := range links {
 		if a := l.Attrs(); w.match.Match(a.Name) {
 			selected[a.Index] = true
-			errs = append(errs, w.attach(a.Index, a.Name))
+			errs = append(errs, w.attach(linkOf(a)))
 		}
 	}
 	for _, a := range w.mgr.AppendAttached(nil) {
@@ -126,7 +127,7 @@ func (w *Watcher) handle(u netlink.LinkUpdate) {
 		delete(w.full, a.Index)
 		err = w.mgr.Detach(a.Index)
 	case w.match.Match(a.Name):
-		err = w.attach(a.Index, a.Name)
+		err = w.attach(linkOf(a))
 	default:
 		// Renamed to a name that is not selected, or never selected.
 		err = w.mgr.Detach(a.Index)
@@ -136,13 +137,17 @@ func (w *Watcher) handle(u netlink.LinkUpdate) {
 	}
 }
 
+func linkOf(a *netlink.LinkAttrs) attach.Link {
+	return attach.Link{Index: a.Index, Name: a.Name, Type: bpf.LinkOf(a.EncapType)}
+}
+
 // attach attaches, and reports an interface over max_interfaces only once.
-func (w *Watcher) attach(index int, name string) error {
-	err := w.mgr.Attach(index, name)
+func (w *Watcher) attach(l attach.Link) error {
+	err := w.mgr.Attach(l)
 	if errors.Is(err, attach.ErrFull) {
-		if !w.full[index] {
-			w.full[index] = true
-			w.log.Warn("not counting interface: max_interfaces reached", "interface", name)
+		if !w.full[l.Index] {
+			w.full[l.Index] = true
+			w.log.Warn("not counting interface: max_interfaces reached", "interface", l.Name)
 		}
 		return nil
 	}

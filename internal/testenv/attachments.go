@@ -2,6 +2,7 @@ package testenv
 
 import (
 	"fmt"
+	"sync"
 	"testing"
 
 	"github.com/cilium/ebpf"
@@ -27,6 +28,9 @@ func Attachments(t testing.TB, index int) []string {
 		return info.Name
 	}
 	for hook, at := range map[string]ebpf.AttachType{"tcx-ingress": ebpf.AttachTCXIngress, "tcx-egress": ebpf.AttachTCXEgress} {
+		if !HasTCX() {
+			break
+		}
 		res, err := link.QueryPrograms(link.QueryOptions{Target: index, Attach: at})
 		if err != nil {
 			t.Fatalf("query %s on %d: %v", hook, index, err)
@@ -54,4 +58,29 @@ func Attachments(t testing.TB, index int) []string {
 		out = append(out, "xdp:"+name(ebpf.ProgramID(x.ProgId)))
 	}
 	return out
+}
+
+// HasTCX reports whether the kernel has the tcx hooks (6.6+).
+func HasTCX() bool {
+	tcxOnce.Do(func() {
+		// Querying lo's tcx hook fails on a kernel without tcx.
+		_, err := link.QueryPrograms(link.QueryOptions{Target: 1, Attach: ebpf.AttachTCXIngress})
+		hasTCX = err == nil
+	})
+	return hasTCX
+}
+
+var (
+	tcxOnce sync.Once
+	hasTCX  bool
+)
+
+// RequireMode skips t where the kernel lacks what the attach mode needs:
+// tcx needs 6.6. That is a fact of the kernel, not a missing privilege, so
+// it skips under EBPFNET_PRIVILEGED=require too.
+func RequireMode(t testing.TB, mode string) {
+	t.Helper()
+	if mode == "tcx" && !HasTCX() {
+		t.Skip("this kernel has no tcx (6.6+); the tc and xdp variants run instead")
+	}
 }

@@ -2,6 +2,7 @@ package testenv
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -252,6 +253,21 @@ func (p *Pair) SetMTU(t testing.TB, mtu int) {
 	}
 	p.must(t, set(p.Local))
 	p.must(t, RunIn(p.PeerNS, func() error { return set(p.Peer) }))
+}
+
+// SendRawDropped sends frame n times from the local end, where a program on
+// the egress hook drops it: each send must report the drop (ENOBUFS).
+func (p *Pair) SendRawDropped(t testing.TB, frame []byte, n int) {
+	t.Helper()
+	fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW, 0)
+	p.must(t, err)
+	defer unix.Close(fd)
+	sa := &unix.SockaddrLinklayer{Ifindex: p.LocalIndex, Halen: 6}
+	for i := 0; i < n; i++ {
+		if err := unix.Sendto(fd, frame, 0, sa); !errors.Is(err, unix.ENOBUFS) {
+			t.Fatalf("%s: send frame %d: %v, want it dropped (ENOBUFS)", p.Local, i, err)
+		}
+	}
 }
 
 func (p *Pair) sendRaw(t testing.TB, fromPeer bool, frame []byte, n int, paged bool) {
