@@ -202,6 +202,74 @@ func nonZero(c Counters) map[string]Count {
 	return m
 }
 
+// ipCases are frames of interfaces without an Ethernet header.
+func ipCases() []parserCase {
+	return []parserCase{
+		{"ipv4 tcp", ipv4(6, 5, 20), ClassIPv4TCP},
+		{"ipv4 udp", ipv4(17, 5, 8), ClassIPv4UDP},
+		{"ipv4 icmp", ipv4(1, 5, 8), ClassIPv4ICMP},
+		{"ipv4 options", ipv4(17, 15, 8), ClassIPv4UDP},
+		{"ipv4 options cut short", ipv4(17, 15, 0)[:40], ClassIPv4Unknown},
+		{"ipv4 truncated", ipv4(17, 5, 0)[:16], ClassIPv4Unknown},
+		{"ipv6 udp", ipv6(17, 8), ClassIPv6UDP},
+		{"ipv6 icmpv6", ipv6(58, 8), ClassIPv6ICMP},
+		{"ipv6 hop-by-hop udp", ipv6(17, 8, 0), ClassIPv6UDP},
+		{"ipv6 full chain tcp", ipv6(6, 20, 0, 60, 43, 44, 51, 60), ClassIPv6TCP},
+		{"ipv6 truncated", ipv6(17, 8)[:30], ClassIPv6Unknown},
+		{"version 5", func() []byte { f := ipv4(17, 5, 8); f[0] = 0x55; return f }(), ClassNonIP},
+		{"an ethernet frame is not read as one", cat(eth(0x0800), ipv4(17, 5, 8)), ClassNonIP},
+	}
+}
+
+// checkXDP runs frame through the XDP program alone, on an interface of
+// the given link type. (BPF_PROG_TEST_RUN builds a tc program's skb with an
+// Ethernet header; XDP takes the bytes as they are.)
+func (h *harness) checkXDP(t testing.TB, link Link, frame []byte, want Class) {
+	t.Helper()
+	h.setLink(t, link)
+	defer h.setLink(t, LinkEthernet)
+	ret, got, err := h.run(t, h.xdp, frame)
+	if err != nil {
+		t.Fatalf("xdp test run: %v", err)
+	}
+	if ret != 2 {
+		t.Errorf("xdp returned %d, want XDP_PASS", ret)
+	}
+	var exp Counters
+	exp[Receive][want] = Count{Packets: 1, Bytes: uint64(len(frame))}
+	if got != exp {
+		t.Errorf("xdp on a %v link counted %v, want 1 packet of %d bytes as %v", link, nonZero(got), len(frame), want)
+	}
+}
+
+func TestParserWithoutEthernetHeader(t *testing.T) {
+	h := newHarness(t)
+	for _, c := range ipCases() {
+		t.Run(c.name, func(t *testing.T) {
+			if ref := referenceClassIP(c.frame); ref != c.want {
+				t.Fatalf("reference classifier says %v, table says %v", ref, c.want)
+			}
+			h.checkXDP(t, LinkIP, c.frame, c.want)
+		})
+	}
+	// A link type ebpfnet cannot read is counted without a class.
+	for _, c := range append(parserCases(), ipCases()...) {
+		h.checkXDP(t, LinkOther, c.frame, ClassNonIP)
+	}
+}
+
+func TestLinkOf(t *testing.T) {
+	for encap, want := range map[string]Link{
+		"ether": LinkEthernet, "loopback": LinkEthernet,
+		"none": LinkIP, "ipip": LinkIP, "sit": LinkIP, "tunnel6": LinkIP, "unknown519": LinkIP,
+		"gre": LinkOther, "infiniband": LinkOther, "ppp": LinkOther, "unknown823": LinkOther,
+	} {
+		if got := LinkOf(encap); got != want {
+			t.Errorf("LinkOf(%q) = %v, want %v", encap, got, want)
+		}
+	}
+}
+
 func TestParser(t *testing.T) {
 	h := newHarness(t)
 	for _, c := range parserCases() {
@@ -230,6 +298,7 @@ func FuzzParser(f *testing.F) {
 			return
 		}
 		h.check(t, frame, referenceClass(frame))
+		h.checkXDP(t, LinkIP, frame, referenceClassIP(frame))
 	})
 }
 

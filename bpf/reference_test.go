@@ -25,6 +25,22 @@ func referenceClass(f []byte) Class {
 	return ClassNonIP
 }
 
+// referenceClassIP classifies a frame of an interface without a link-layer
+// header (tun, WireGuard, ipip): it starts with the IP header, whose
+// version nibble says which.
+func referenceClassIP(f []byte) Class {
+	if len(f) < 1 {
+		return ClassNonIP
+	}
+	switch f[0] >> 4 {
+	case 4:
+		return ClassIPv4Unknown + referenceIPv4(f, 0)
+	case 6:
+		return ClassIPv6Unknown + referenceIPv6(f, 0)
+	}
+	return ClassNonIP
+}
+
 // Offsets of the transports within an IP version's classes.
 const (
 	tUnknown Class = iota

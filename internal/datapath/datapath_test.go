@@ -3,6 +3,7 @@ package datapath
 import (
 	"encoding/binary"
 	"log/slog"
+	"net"
 	"os"
 	"strings"
 	"testing"
@@ -369,6 +370,76 @@ func TestHeadersOutsideLinearData(t *testing.T) {
 				if got[bpf.Transmit][c] != e[bpf.Transmit][c] {
 					t.Errorf("%s: counted %+v, sent %+v", bpf.Class(c), got[bpf.Transmit][c], e[bpf.Transmit][c])
 				}
+			}
+		})
+	}
+}
+
+// Interfaces without an Ethernet header (tun here; WireGuard and ipip in
+// the 6.1 VM) carry IP packets from their first byte: they are parsed from
+// the IP header, never read as if bytes 12-13 were an EtherType.
+func TestCountsOnInterfacesWithoutEthernetHeader(t *testing.T) {
+	testenv.Privileged(t)
+	for _, mode := range []string{config.AttachTCX, config.AttachTC, config.AttachXDP} {
+		t.Run(mode, func(t *testing.T) {
+			testenv.RequireMode(t, mode)
+			tun := testenv.NewTun(t, "tun"+mode)
+			d := open(t, cfgFor(mode, tun.Name))
+			dirs := []bpf.Direction{bpf.Receive, bpf.Transmit}
+			if mode == config.AttachXDP {
+				dirs = dirs[:1]
+			}
+			testenv.WaitQuiet(t, tun.Name, 300*time.Millisecond)
+			base, kbase := counters(t, d, tun.Name), testenv.LinkStats(t, tun.Name)
+
+			peer, local := testenv.TunPeerIPv4.To4(), testenv.TunIPv4.To4()
+			udp4 := testenv.UDP4Packet(peer, local, 9, payload)
+			icmp4 := testenv.IPv4(1, 5, 16)
+			udp6 := testenv.IPv6(17, 8+payload)
+			chain6 := testenv.IPv6(6, 20, 0, 43) // two extension headers: the slow path
+			var e expect
+			for _, w := range []struct {
+				packet []byte
+				n      int
+				class  bpf.Class
+			}{{udp4, 30, bpf.ClassIPv4UDP}, {icmp4, 20, bpf.ClassIPv4ICMP}, {udp6, 20, bpf.ClassIPv6UDP}, {chain6, 10, bpf.ClassIPv6TCP}} {
+				tun.Write(t, w.packet, w.n)
+				e.add(bpf.Receive, w.class, w.n, uint64(len(w.packet)))
+			}
+			// Transmit: datagrams the kernel routes out through the tun.
+			const nOut = 25
+			c, err := net.DialUDP("udp4", &net.UDPAddr{IP: testenv.TunIPv4}, &net.UDPAddr{IP: testenv.TunPeerIPv4, Port: 9})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for range nOut {
+				if _, err := c.Write(make([]byte, payload)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			c.Close()
+
+			got, k := waitTotals(t, d, &testenv.Pair{Local: tun.Name}, config.AttachTC, base, kbase, dirs...)
+			if k.RxPackets != 80 {
+				t.Fatalf("kernel received %d packets on %s, the test wrote 80", k.RxPackets, tun.Name)
+			}
+			for c := range e[bpf.Receive] {
+				if got[bpf.Receive][c] != e[bpf.Receive][c] {
+					t.Errorf("receive %s: counted %+v, sent %+v", bpf.Class(c), got[bpf.Receive][c], e[bpf.Receive][c])
+				}
+			}
+			if mode == config.AttachXDP {
+				return
+			}
+			// The kernel may answer the datagrams to port 9 with ICMP port
+			// unreachable (rate-limited): those are the rest of transmit.
+			want := bpf.Count{Packets: nOut, Bytes: nOut * uint64(testenv.IPv4Len+testenv.UDPLen+payload)}
+			if got[bpf.Transmit][bpf.ClassIPv4UDP] != want {
+				t.Errorf("transmit ipv4/udp: counted %+v, sent %+v", got[bpf.Transmit][bpf.ClassIPv4UDP], want)
+			}
+			rest := got.Total(bpf.Transmit).Packets - nOut
+			if icmp := got[bpf.Transmit][bpf.ClassIPv4ICMP].Packets; icmp != rest {
+				t.Errorf("transmit: %d packets besides the datagrams, %d of them ICMP: %v", rest, icmp, got[bpf.Transmit])
 			}
 		})
 	}

@@ -63,3 +63,24 @@ func Cat(parts ...[]byte) []byte {
 	}
 	return f
 }
+
+// UDP4Packet is an IPv4 packet from src to dst carrying a UDP datagram of
+// payload zero bytes to port, with a valid header checksum so that the
+// kernel takes it in.
+func UDP4Packet(src, dst []byte, port uint16, payload int) []byte {
+	h := IPv4(17, 5, UDPLen+payload)
+	copy(h[12:16], src)
+	copy(h[16:20], dst)
+	var sum uint32
+	for i := 0; i < 20; i += 2 {
+		sum += uint32(binary.BigEndian.Uint16(h[i:]))
+	}
+	for sum > 0xffff {
+		sum = sum&0xffff + sum>>16
+	}
+	binary.BigEndian.PutUint16(h[10:], ^uint16(sum))
+	binary.BigEndian.PutUint16(h[20:], 9)
+	binary.BigEndian.PutUint16(h[22:], port)
+	binary.BigEndian.PutUint16(h[24:], uint16(UDPLen+payload))
+	return h
+}
