@@ -19,7 +19,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X github.com/ebpfnet/ebpfnet/internal/version.Version=$(VERSION)
 
 build:
-	$(GO) build -ldflags "$(LDFLAGS)" -o bin/ebpfnet ./cmd/ebpfnet
+	CGO_ENABLED=0 $(GO) build -ldflags "$(LDFLAGS)" -o bin/ebpfnet ./cmd/ebpfnet
 
 # Build and start the sidecar with its embedded default: a per-interface
 # table in the terminal every 10 s (OTEL_METRIC_EXPORT_INTERVAL or

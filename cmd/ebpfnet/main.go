@@ -97,6 +97,11 @@ func serve(ctx context.Context, s *settings, stdout io.Writer, log *slog.Logger)
 		return err
 	}
 	defer d.Close()
+	// Everything that needed more than CAP_BPF and CAP_NET_ADMIN (loading,
+	// mounting a BPF filesystem for pin_path) is done.
+	if err := datapath.DropCapabilities(); err != nil {
+		return fmt.Errorf("drop capabilities: %w", err)
+	}
 
 	provider := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader), sdkmetric.WithResource(res))
 	meter := provider.Meter(metrics.ScopeName, metric.WithInstrumentationVersion(version.Get()))

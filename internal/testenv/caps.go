@@ -44,20 +44,34 @@ func ThreadCapabilities(set string) (uint64, error) {
 	return statusCapabilities("/proc/thread-self/status", set)
 }
 
-// ProcessCapabilities reads one capability set of process pid.
+// ProcessCapabilities reads one capability set of process pid (or
+// NoNewPrivs, which reads the same way).
 func ProcessCapabilities(pid int, set string) (uint64, error) {
 	return statusCapabilities(fmt.Sprintf("/proc/%d/status", pid), set)
 }
 
 func statusCapabilities(path, set string) (uint64, error) {
-	b, err := os.ReadFile(path)
+	v, err := statusField(path, set)
 	if err != nil {
 		return 0, err
 	}
+	return strconv.ParseUint(v, 16, 64)
+}
+
+// StatusField returns a field of /proc/PID/status, as it stands there.
+func StatusField(pid int, field string) (string, error) {
+	return statusField(fmt.Sprintf("/proc/%d/status", pid), field)
+}
+
+func statusField(path, field string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
 	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, set+":"); ok {
-			return strconv.ParseUint(strings.TrimSpace(v), 16, 64)
+		if v, ok := strings.CutPrefix(line, field+":"); ok {
+			return strings.TrimSpace(v), nil
 		}
 	}
-	return 0, fmt.Errorf("%s: no %s", path, set)
+	return "", fmt.Errorf("%s: no %s", path, field)
 }

@@ -1,0 +1,120 @@
+package main
+
+import (
+	"fmt"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/ebpfnet/ebpfnet/internal/otlptest"
+	"github.com/ebpfnet/ebpfnet/internal/testenv"
+)
+
+const twoCaps = uint64(1)<<unix.CAP_BPF | 1<<unix.CAP_NET_ADMIN
+
+// capsOf reads the capability sets and no_new_privs of a running process.
+func capsOf(t *testing.T, pid int) map[string]uint64 {
+	t.Helper()
+	got := map[string]uint64{}
+	for _, set := range []string{"CapEff", "CapPrm", "CapInh", "CapBnd", "CapAmb", "NoNewPrivs"} {
+		v, err := testenv.ProcessCapabilities(pid, set)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got[set] = v
+	}
+	return got
+}
+
+// Started as root, the sidecar keeps CAP_BPF and CAP_NET_ADMIN alone once
+// it has attached, and those are enough for an interface that appears
+// afterwards.
+func TestKeepsOnlyCapBPFAndNetAdmin(t *testing.T) {
+	testenv.Privileged(t)
+	srv := otlptest.Start(t, "127.0.0.1:0")
+	first := testenv.NewPair(t, "capa0")
+	sc := startSidecar(t, otlpEnv(srv.Addr), "--interfaces", "capa*", "--interval", "1s")
+	waitValues(t, srv, 30*time.Second, attachedIs(1))
+
+	want := map[string]uint64{"CapEff": twoCaps, "CapPrm": twoCaps, "CapInh": 0, "CapBnd": twoCaps, "CapAmb": 0, "NoNewPrivs": 1}
+	if got := capsOf(t, sc.cmd.Process.Pid); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("capabilities after start: %x, want %x", got, want)
+	}
+
+	// A new interface, attached with what is left, counts exactly. (The
+	// first goes first: test pairs share their addresses.)
+	l, err := netlink.LinkByName(first.Local)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := netlink.LinkDel(l); err != nil {
+		t.Fatal(err)
+	}
+	waitValues(t, srv, 30*time.Second, attachedIs(0))
+	second := testenv.NewPair(t, "capa1")
+	waitValues(t, srv, 30*time.Second, attachedIs(1))
+	// The pair is silent (NOARP, static neighbours): all it carries from
+	// here on is what the test sends.
+	testenv.WaitQuiet(t, second.Local, 300*time.Millisecond)
+	kbase := testenv.LinkStats(t, second.Local)
+	sent := otlptest.SendKnown(t, second)
+	waitValues(t, srv, 30*time.Second, func(v map[string]int64) bool {
+		return otlptest.Matches(v, second.Local, sent, testenv.LinkStats(t, second.Local).Sub(kbase))
+	})
+	if code := sc.stop(t, syscall.SIGTERM); code != 0 {
+		t.Errorf("SIGTERM: exit %d", code)
+	}
+	requireDetached(t, second)
+}
+
+// Run as nobody with CAP_BPF and CAP_NET_ADMIN alone (what README and the
+// systemd unit give it), the sidecar loads, attaches and counts exactly.
+func TestRunsAsNobodyWithCapBPFAndNetAdmin(t *testing.T) {
+	testenv.Privileged(t)
+	setpriv, err := exec.LookPath("setpriv")
+	if err != nil {
+		testenv.Missing(t, "no setpriv (util-linux)")
+	}
+	srv := otlptest.Start(t, "127.0.0.1:0")
+	p := testenv.NewPair(t, "nobody0")
+	testenv.WaitQuiet(t, p.Local, 300*time.Millisecond)
+	kbase := testenv.LinkStats(t, p.Local)
+
+	caps := "-all,+bpf,+net_admin"
+	sc := startCommand(t, otlpEnv(srv.Addr), setpriv,
+		"--reuid", "65534", "--regid", "65534", "--clear-groups",
+		"--inh-caps", caps, "--ambient-caps", caps, "--bounding-set", caps,
+		binary(t), "--interfaces", p.Local, "--interval", "1s")
+	waitValues(t, srv, 30*time.Second, attachedIs(1))
+	got := capsOf(t, sc.cmd.Process.Pid)
+	if got["CapEff"] != twoCaps || got["CapPrm"] != twoCaps {
+		t.Errorf("effective %x, permitted %x: want exactly CAP_BPF and CAP_NET_ADMIN (%x)", got["CapEff"], got["CapPrm"], twoCaps)
+	}
+	if uid := statusField(t, sc.cmd.Process.Pid, "Uid"); uid != "65534" {
+		t.Errorf("running as uid %s, want 65534", uid)
+	}
+
+	sent := otlptest.SendKnown(t, p)
+	waitValues(t, srv, 30*time.Second, func(v map[string]int64) bool {
+		return otlptest.Matches(v, p.Local, sent, testenv.LinkStats(t, p.Local).Sub(kbase))
+	})
+	if code := sc.stop(t, syscall.SIGTERM); code != 0 {
+		t.Errorf("SIGTERM: exit %d", code)
+	}
+	requireDetached(t, p)
+}
+
+// statusField is the first value of a /proc/PID/status line.
+func statusField(t *testing.T, pid int, field string) string {
+	t.Helper()
+	v, err := testenv.StatusField(pid, field)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.Fields(v)[0]
+}
