@@ -195,6 +195,27 @@ struct {
 // The key of single-entry maps, in .rodata so that it is a map value.
 const volatile __u32 zero = 0;
 
+// forget returns v, having made the verifier forget what it knew of it
+// (v ^ x ^ x, with x unknown to it), so that paths that differ only in v
+// reach what follows in one state, which the verifier then checks once
+// instead of once per path, and, without CAP_PERFMON, once more for each
+// speculative path of each: 6.1's verifier gives up otherwise. Used on
+// the class a parse path ends in (which also makes the counter's address
+// one pointer move with the same bounds on every path, as the verifier
+// asks of a variable offset when it sanitizes) and on how far the IPv6
+// extension header walk got.
+static __always_inline __u64 forget(__u64 v, __u64 x)
+{
+	// 64 bits wide, so that the bounds check after it is a 64-bit
+	// comparison: 6.1's verifier does not carry a 32-bit one over to the
+	// pointer arithmetic.
+	asm volatile("%[c] ^= %[x]\n\t"
+		     "%[c] ^= %[x]\n\t"
+		     : [c] "+r"(v)
+		     : [x] "r"(x));
+	return v;
+}
+
 static __always_inline struct scratch *scratch_space(void)
 {
 	return bpf_map_lookup_elem(&scratch, (void *)&zero);
@@ -215,40 +236,19 @@ static __always_inline struct ebpfnet_slot *slot_of(__u32 ifindex)
 	return bpf_map_lookup_elem(&slots_hash, &s->ifindex);
 }
 
-// class_count returns &classes->(class), with class in 0..CLASS_COUNT-1.
-// The pointer only ever moves by constants, each step in an instruction of
-// its own: the verifier refuses one instruction that adds a different
-// offset on each path (a class per path) to a pointer, when it sanitizes.
-// Written in assembly so that the compiler cannot fold the steps back into
-// one multiplication.
-static __always_inline struct ebpfnet_count *class_count(struct ebpfnet_classes *classes, __u32 class)
-{
-	struct ebpfnet_count *n = (struct ebpfnet_count *)classes;
-
-	asm volatile("if %[c] < 8 goto +2\n\t"
-		     "%[n] += 128\n\t"
-		     "%[c] -= 8\n\t"
-		     "if %[c] < 4 goto +2\n\t"
-		     "%[n] += 64\n\t"
-		     "%[c] -= 4\n\t"
-		     "if %[c] < 2 goto +2\n\t"
-		     "%[n] += 32\n\t"
-		     "%[c] -= 2\n\t"
-		     "if %[c] < 1 goto +1\n\t"
-		     "%[n] += 16\n\t"
-		     : [n] "+r"(n), [c] "+r"(class));
-	return n;
-}
-
 static __always_inline void count(struct ebpfnet_slot *slot, const __u32 direction, __u32 class, __u64 bytes)
 {
 	struct ebpfnet_counters *c = bpf_map_lookup_elem(&counters, &slot->row);
 
 	if (!c)
 		return;
-	if (class >= CLASS_COUNT)
-		class = CLASS_NON_IP;
-	struct ebpfnet_count *n = class_count(direction == DIRECTION_RECEIVE ? &c->receive : &c->transmit, class);
+	__u64 k = forget(class, slot->row); // a value the verifier never narrows
+	// Never taken (every parse ends in a class), but it bounds the offset
+	// for the verifier on the one path that goes on.
+	if (k >= CLASS_COUNT)
+		return;
+	struct ebpfnet_count *n = direction == DIRECTION_RECEIVE ? &c->receive.non_ip : &c->transmit.non_ip;
+	n += k;
 	n->packets += 1;
 	n->bytes += bytes;
 }
@@ -412,7 +412,10 @@ static __always_inline __u32 classify(__u32 link, void *data, void *data_end, __
 // For frames the direct parse could not finish: headers past the skb's
 // linear data, and IPv6 chains of more than one extension header. Each
 // header is read into the per-CPU scratch at a fixed place, so offsets are
-// only ever scalars handed to a helper, never added to a pointer.
+// only ever scalars handed to a helper, never added to a pointer. Its
+// values are 64 bits wide: the compiler spills some here, and a 4-byte
+// spill into a stack slot that held a pointer on another path is refused
+// without CAP_PERFMON (on 6.1 at least).
 
 enum ctx_kind {
 	CTX_SKB,
@@ -420,7 +423,7 @@ enum ctx_kind {
 };
 
 // load reads n bytes at off into s->header, or returns NULL.
-static __always_inline __u8 *load(void *ctx, const enum ctx_kind kind, struct scratch *s, __u32 off, const __u32 n)
+static __always_inline __u8 *load(void *ctx, const enum ctx_kind kind, struct scratch *s, __u64 off, const __u32 n)
 {
 	long err;
 
@@ -431,20 +434,20 @@ static __always_inline __u8 *load(void *ctx, const enum ctx_kind kind, struct sc
 	return err ? NULL : s->header;
 }
 
-static __always_inline __u32 slow_ipv4(void *ctx, const enum ctx_kind kind, struct scratch *s, __u32 len, __u32 off)
+static __always_inline __u32 slow_ipv4(void *ctx, const enum ctx_kind kind, struct scratch *s, __u64 len, __u64 off)
 {
 	if (off + 20 > len)
 		return TRANSPORT_UNKNOWN;
 	__u8 *h = load(ctx, kind, s, off, 10);
 	if (!h)
 		return TRANSPORT_UNKNOWN;
-	__u32 ihl = h[0] & 0xf;
+	__u64 ihl = h[0] & 0xf;
 	if (h[0] >> 4 != 4 || ihl < 5 || off + ihl * 4 > len)
 		return TRANSPORT_UNKNOWN;
 	return transport(h[9], IPPROTO_ICMP);
 }
 
-static __always_inline __u32 slow_ipv6(void *ctx, const enum ctx_kind kind, struct scratch *s, __u32 len, __u32 off)
+static __always_inline __u32 slow_ipv6(void *ctx, const enum ctx_kind kind, struct scratch *s, __u64 len, __u64 off)
 {
 	if (off + 40 > len)
 		return TRANSPORT_UNKNOWN;
@@ -456,16 +459,24 @@ static __always_inline __u32 slow_ipv6(void *ctx, const enum ctx_kind kind, stru
 
 	// Skip up to MAX_IPV6_EXT_HEADERS extension headers; a longer chain is
 	// an IPv6 packet whose transport we chose not to look for: "other".
+	// Unrolled: a loop counter is one more branch the verifier knows the
+	// outcome of, and so one more speculative path per header without
+	// CAP_PERFMON.
+#pragma unroll
 	for (int i = 0; i < MAX_IPV6_EXT_HEADERS; i++) {
-		if (!is_ipv6_ext(nexthdr))
-			return transport(nexthdr, IPPROTO_ICMPV6);
+		// One state at the head of each header, whatever the path
+		// through the ones before.
+		__u64 next = forget(nexthdr, s->ifindex) & 0xff;
+		off = forget(off, s->ifindex);
+		if (!is_ipv6_ext(next))
+			return transport(next, IPPROTO_ICMPV6);
 		// Every extension header starts with next header and a length.
 		if (off > MAX_HEADER_OFFSET || off + 2 > len)
 			return TRANSPORT_UNKNOWN;
 		h = load(ctx, kind, s, off, 2);
 		if (!h)
 			return TRANSPORT_UNKNOWN;
-		off += ext_size(nexthdr, h[1]);
+		off += ext_size(next, h[1]);
 		nexthdr = h[0];
 		// The extension header just skipped must be whole.
 		if (off > len)
@@ -474,7 +485,7 @@ static __always_inline __u32 slow_ipv6(void *ctx, const enum ctx_kind kind, stru
 	return transport(nexthdr, IPPROTO_ICMPV6);
 }
 
-static __always_inline __u32 slow_classify(void *ctx, const enum ctx_kind kind, __u32 len, __u32 link)
+static __always_inline __u32 slow_classify(void *ctx, const enum ctx_kind kind, __u64 len, __u32 link)
 {
 	struct scratch *s = scratch_space();
 	__u8 *h;
@@ -492,10 +503,11 @@ static __always_inline __u32 slow_classify(void *ctx, const enum ctx_kind kind, 
 	}
 	if (link != LINK_ETHERNET)
 		return CLASS_NON_IP;
-	__u32 off = 12;
+	__u64 off = 12;
 	if (!(h = load(ctx, kind, s, off, 2)))
 		return CLASS_NON_IP;
 	__u16 proto = *(__u16 *)h;
+#pragma unroll
 	for (int i = 0; i < 2 && is_vlan(proto); i++) {
 		off += 4;
 		if (!(h = load(ctx, kind, s, off, 2)))
@@ -510,14 +522,17 @@ static __always_inline __u32 slow_classify(void *ctx, const enum ctx_kind kind, 
 	return CLASS_NON_IP;
 }
 
-// The slow paths are functions of their own, so that their helper calls
-// do not make the fast path spill registers.
-static __noinline __u32 slow_classify_skb(struct __sk_buff *skb, __u32 link)
+// The slow paths are global functions: the verifier checks each once, on
+// its own, rather than once for every state the fast path reaches it in
+// (6.1's verifier, exploring speculative paths without CAP_PERFMON, runs
+// out of room otherwise), and their helper calls do not make the fast path
+// spill registers.
+__noinline __u32 slow_classify_skb(struct __sk_buff *skb, __u32 link)
 {
 	return slow_classify(skb, CTX_SKB, skb->len, link);
 }
 
-static __noinline __u32 slow_classify_xdp(struct xdp_md *ctx, __u32 len, __u32 link)
+__noinline __u32 slow_classify_xdp(struct xdp_md *ctx, __u32 len, __u32 link)
 {
 	return slow_classify(ctx, CTX_XDP, len, link);
 }
@@ -529,12 +544,13 @@ static __always_inline int count_skb(struct __sk_buff *skb, const __u32 directio
 	if (!slot || slot->link == LINK_UNUSED)
 		return TCX_NEXT;
 	__u32 link = slot->link;
-	__u32 class = classify(link, (void *)(long)skb->data, (void *)(long)skb->data_end, skb->len);
+	__u32 len = skb->len;
+	__u32 class = classify(link, (void *)(long)skb->data, (void *)(long)skb->data_end, len);
 	if (class == CLASS_SLOW)
 		class = slow_classify_skb(skb, link);
 	// On receive the kernel has already moved the outer VLAN tag out of the
 	// frame into skb metadata, after counting the frame with it.
-	count(slot, direction, class, skb->len + (skb->vlan_present << 2)); // 4 bytes per tag in metadata
+	count(slot, direction, class, len + (skb->vlan_present << 2)); // 4 bytes per tag in metadata
 	return TCX_NEXT;
 }
 

@@ -27,9 +27,13 @@ var (
 	buildErr  error
 )
 
-// binary builds the sidecar once per test run.
+// binary builds the sidecar once per test run, or takes the one
+// EBPFNET_BINARY names (the 6.1 VM has no Go toolchain).
 func binary(t testing.TB) string {
 	t.Helper()
+	if b := os.Getenv("EBPFNET_BINARY"); b != "" {
+		return b
+	}
 	buildOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "ebpfnet-bin")
 		if err != nil {

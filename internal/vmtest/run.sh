@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# make test-kernel: run the kernel tests on Debian 12's 6.1 kernel.
+#
+# Boots Debian's linux-image-6.1.0-*-cloud-amd64 under qemu (TCG: these
+# machines have no KVM) from an initramfs holding busybox-static, the
+# modules the tests need from that package, bpftool, setpriv and wg with
+# their libraries, and the statically built test binaries. /init (init.sh)
+# runs them and prints one result line per binary; this script turns those
+# into its exit code. Everything it downloads or builds stays in
+# build/vmtest, so a second run only rebuilds the test binaries.
+#
+# Needs: qemu-system-x86, busybox-static, bpftool, util-linux (setpriv),
+# apt (to fetch the kernel and wireguard-tools packages), go. VMTEST_PACKAGES
+# (default: bpf internal/datapath cmd/ebpfnet) picks the packages to test.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/../.." && pwd)
+work=$root/build/vmtest
+mkdir -p "$work"
+cd "$work"
+
+# Tests that cannot run in the VM, and why.
+skip='^TestMakeRun$' # builds with make and go, which the initramfs has not
+
+fetch() { # fetch PACKAGE: download and unpack a Debian package once
+	if [ ! -d "pkg/$1" ]; then
+		if ! apt-cache show "$1" >/dev/null 2>&1; then apt-get update -qq; fi
+		rm -f "$1"_*.deb
+		apt-get download "$1" 2>/dev/null
+		dpkg-deb -x "$1"_*.deb "pkg/$1.tmp" && mv "pkg/$1.tmp" "pkg/$1"
+		rm -f "$1"_*.deb
+	fi
+}
+mkdir -p pkg
+if ! apt-cache show linux-image-cloud-amd64 >/dev/null 2>&1; then apt-get update -qq; fi
+kpkg=$(apt-cache depends linux-image-cloud-amd64 | awk '/Depends: linux-image-6\.1\./ {print $2; exit}')
+if [ -z "$kpkg" ]; then
+	echo "vmtest: apt knows no linux-image-6.1 cloud kernel (Debian 12's)" >&2
+	exit 1
+fi
+fetch "$kpkg"
+fetch wireguard-tools
+kdir=pkg/$kpkg
+kernel=$(ls "$kdir"/boot/vmlinuz-*)
+moddir=$(ls -d "$kdir"/lib/modules/*)
+
+rm -rf rootfs
+mkdir -p rootfs/{bin,sbin,etc,proc,sys,dev,tmp,run,lib/modules,usr/bin,usr/sbin}
+cp /bin/busybox rootfs/bin/busybox
+for applet in $(rootfs/bin/busybox --list); do
+	[ -e "rootfs/bin/$applet" ] || ln -s busybox "rootfs/bin/$applet"
+done
+# Loaded in this order by init: each after what it depends on.
+modules="veth ifb sch_ingress cls_bpf tun tunnel4 ip_tunnel ipip udp_tunnel ip6_udp_tunnel
+	libcurve25519-generic curve25519-x86_64 libchacha chacha-x86_64 poly1305-x86_64
+	libchacha20poly1305 wireguard"
+for m in $modules; do
+	cp "$(find "$moddir" -name "$m.ko" | head -1)" rootfs/lib/modules/
+done
+echo $modules >rootfs/etc/modules
+
+# Dynamic tools with the libraries they load.
+copy_with_libs() {
+	cp "$1" "rootfs$2"
+	ldd "$1" | awk '/=> \// {print $3} /^\t\/lib64/ {print $1}' | while read -r lib; do
+		mkdir -p "rootfs$(dirname "$lib")"
+		cp -L "$lib" "rootfs$lib"
+	done
+}
+copy_with_libs "$(command -v bpftool)" /usr/sbin/bpftool
+copy_with_libs "$(command -v setpriv)" /usr/bin/setpriv
+copy_with_libs "pkg/wireguard-tools/usr/bin/wg" /usr/bin/wg
+echo 'root:x:0:0:root:/:/bin/sh' >rootfs/etc/passwd
+echo 'nobody:x:65534:65534:nobody:/:/bin/false' >>rootfs/etc/passwd
+
+# The tests, static, and the sidecar they run.
+(
+	cd "$root"
+	export CGO_ENABLED=0
+	go build -o "$work/rootfs/bin/ebpfnet" ./cmd/ebpfnet
+	for pkg in ${VMTEST_PACKAGES:-bpf internal/datapath cmd/ebpfnet}; do
+		go test -c -o "$work/rootfs/tests/$(basename "$pkg").test" "./$pkg"
+	done
+)
+cp "$root/internal/vmtest/init.sh" rootfs/init
+chmod +x rootfs/init
+printf '%s\n' "$skip" >rootfs/etc/skip
+
+(cd rootfs && find . | busybox cpio -o -H newc 2>/dev/null | gzip -1) >initramfs.gz
+
+echo "vmtest: booting $(basename "$kernel") with $(du -h initramfs.gz | cut -f1) of initramfs"
+timeout 1800 qemu-system-x86_64 -machine q35,accel=tcg -cpu max -m 2G -smp 2 \
+	-nographic -no-reboot -kernel "$kernel" -initrd initramfs.gz \
+	-append 'console=ttyS0 panic=-1 quiet' </dev/null >console.log 2>&1 || true
+
+# The full console is in build/vmtest/console.log; here the verdicts.
+grep -aE '^(--- (FAIL|SKIP)|    --- (FAIL|SKIP)|vmtest)' console.log | tr -d '\r' || true
+if grep -aq '^vmtest: [0-9]* passed, 0 failed' console.log; then
+	exit 0
+fi
+if ! grep -aq '^vmtest: ' console.log; then
+	echo "vmtest: no result from the VM; the end of build/vmtest/console.log:" >&2
+	tail -40 console.log >&2
+fi
+exit 1
