@@ -2,7 +2,7 @@
 GO ?= go
 export EBPFNET_PRIVILEGED ?=
 
-.PHONY: all generate build test bench run otelcol check-generate fuzz clean
+.PHONY: all generate build test test-kernel bench run otelcol check-generate fuzz clean
 
 all: build
 
@@ -27,12 +27,20 @@ build:
 run: build
 	./bin/ebpfnet $(ARGS)
 
-# Every test, kernel tests included (in network namespaces they create).
-# The custom Collector is built first, here, because the tests run in
-# network namespaces of their own that cannot reach the Go module proxy.
+# Every test, kernel tests included (in network namespaces they create),
+# on this kernel and then on Debian 12's 6.1 kernel in a VM. The custom
+# Collector is built first, here, because the tests run in network
+# namespaces of their own that cannot reach the Go module proxy.
 test: otelcol
 	$(GO) vet ./...
 	$(GO) test -count=1 ./...
+	$(MAKE) test-kernel
+
+# The kernel tests on Debian 12's 6.1 kernel (no tcx there: tc and xdp),
+# booted with qemu from an initramfs (internal/vmtest). Needs
+# qemu-system-x86 and busybox-static; fetches the kernel with apt.
+test-kernel:
+	bash internal/vmtest/run.sh
 
 # The custom Collector with the ebpfnet receiver, from builder-config.yaml.
 BUILDER_VERSION := v0.165.0

@@ -68,9 +68,25 @@ func (p *Pair) SendUDPOnCPUs(t testing.TB, cpus []int, n, payload int) {
 }
 
 func (p *Pair) sendUDP(v6, fromPeer bool, n, payload int) error {
-	network, src, dst := "udp4", PeerIPv4, LocalIPv4
+	local, peer := LocalIPv4, PeerIPv4
 	if v6 {
-		network, src, dst = "udp6", PeerIPv6, LocalIPv6
+		local, peer = LocalIPv6, PeerIPv6
+	}
+	return p.sendUDPBetween(local, peer, fromPeer, n, payload)
+}
+
+// SendUDPBetween is SendUDP between other addresses of the two sides, such
+// as those of a tunnel over the pair: local in the test's namespace, peer
+// in the peer's.
+func (p *Pair) SendUDPBetween(t testing.TB, local, peer net.IP, fromPeer bool, n, payload int) {
+	t.Helper()
+	p.must(t, p.sendUDPBetween(local, peer, fromPeer, n, payload))
+}
+
+func (p *Pair) sendUDPBetween(local, peer net.IP, fromPeer bool, n, payload int) error {
+	network, src, dst := "udp4", peer, local
+	if local.To4() == nil {
+		network = "udp6"
 	}
 	if !fromPeer {
 		src, dst = dst, src
