@@ -311,9 +311,12 @@ static __always_inline __u32 ipv4_at(void *data, void *data_end, __u32 len, cons
 		return unread(off, 20, len, TRANSPORT_UNKNOWN);
 	// The whole header, options included, must be there for the protocol
 	// field to be trusted. Fragments are classified by that field too.
-	__u32 ihl = h[0] & 0xf;
-	if (h[0] >> 4 != 4 || ihl < 5 || off + ihl * 4 > len)
-		return TRANSPORT_UNKNOWN;
+	// Most packets have no options: version 4, 5 words, all read.
+	if (h[0] != 0x45) {
+		__u32 ihl = h[0] & 0xf;
+		if (h[0] >> 4 != 4 || ihl < 5 || off + ihl * 4 > len)
+			return TRANSPORT_UNKNOWN;
+	}
 	return transport(h[9], IPPROTO_ICMP);
 }
 
@@ -325,7 +328,12 @@ static __always_inline __u32 ipv6_at(void *data, void *data_end, __u32 len, cons
 		return unread(off, 40, len, TRANSPORT_UNKNOWN);
 	if (h[0] >> 4 != 6)
 		return TRANSPORT_UNKNOWN;
+	// The common transports first: they end the walk before it starts.
 	__u8 nexthdr = h[6];
+	if (nexthdr == IPPROTO_TCP)
+		return TRANSPORT_TCP;
+	if (nexthdr == IPPROTO_UDP)
+		return TRANSPORT_UDP;
 	if (!is_ipv6_ext(nexthdr))
 		return transport(nexthdr, IPPROTO_ICMPV6);
 
