@@ -33,6 +33,8 @@ func bench() int {
 
 	sections := []section{
 		{"datapath: per-packet cost (BPF_PROG_TEST_RUN)", benchDatapath},
+		{"datapath: attaching", benchAttach},
+		{"datapath: real traffic", benchTraffic},
 		{"sidecar: one collection", benchCollection},
 		{"sidecar: footprint", benchFootprint},
 	}

@@ -36,16 +36,34 @@ type Pair struct {
 // is what the test sends. It is removed when t ends.
 func NewPair(t testing.TB, local string) *Pair {
 	t.Helper()
-	p := &Pair{Local: local, Peer: local + "p", PeerNS: NewNetns(t)}
-	if err := p.create(); err != nil {
+	p, err := CreatePair(local)
+	if err != nil {
 		t.Fatalf("veth pair %s: %v", local, err)
 	}
-	t.Cleanup(func() {
-		if l, err := netlink.LinkByName(p.Local); err == nil {
-			_ = netlink.LinkDel(l)
-		}
-	})
+	t.Cleanup(p.Close)
 	return p
+}
+
+// CreatePair is NewPair outside a test (the benchmarks): Close removes it.
+func CreatePair(local string) (*Pair, error) {
+	ns, err := CreateNetns()
+	if err != nil {
+		return nil, err
+	}
+	p := &Pair{Local: local, Peer: local + "p", PeerNS: ns}
+	if err := p.create(); err != nil {
+		p.Close()
+		return nil, err
+	}
+	return p, nil
+}
+
+// Close removes the pair and lets the peer's namespace go.
+func (p *Pair) Close() {
+	if l, err := netlink.LinkByName(p.Local); err == nil {
+		_ = netlink.LinkDel(l)
+	}
+	p.PeerNS.Close()
 }
 
 func (p *Pair) create() error {
