@@ -1,15 +1,16 @@
-// Package bpf holds ebpfnet's eBPF program (ebpfnet.c), its bpf2go output,
-// and the loader around them.
+// Package bpf holds ebpfnet's eBPF programs (ebpfnet.c), their bpf2go
+// output, and the loader around them.
 //
-// The program counts frames per interface, direction, IP version and
-// transport in a per-CPU array. One program object is loaded per attached
-// interface with the constant `slot` naming its row, so the per-packet cost
-// is a parse plus one array lookup the verifier inlines.
+// The programs count frames per interface, direction, IP version and
+// transport in a per-CPU array. Each (receive, transmit, XDP) is loaded once
+// and serves every interface: it finds the interface's row and link type by
+// ifindex in the slots maps, which user space fills before attaching.
 //
 // Minimum kernels for each hook: TCX 6.6; bpf_link XDP 5.9; tc clsact with a
-// direct-action filter anything newer than 4.x. BTF-carrying maps, batch
-// lookups and inlined per-CPU array lookups want 5.x or newer; ebpfnet is
-// tested on 6.18.
+// direct-action filter anything newer than 4.x. The helpers the slow path
+// uses (bpf_xdp_load_bytes, bpf_xdp_get_buff_len) want 5.18. ebpfnet is
+// tested on 6.1 (tc, XDP) and 6.18 (tcx, tc, XDP), loaded both by root and
+// with CAP_BPF and CAP_NET_ADMIN alone.
 package bpf
 
 import (

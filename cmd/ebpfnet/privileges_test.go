@@ -2,7 +2,9 @@ package main
 
 import (
 	"fmt"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -117,4 +119,33 @@ func statusField(t *testing.T, pid int, field string) string {
 		t.Fatal(err)
 	}
 	return strings.Fields(v)[0]
+}
+
+// A binary built with cgo (plain `go build` where a C compiler is found)
+// cannot drop capabilities from every thread: it keeps them, says so once,
+// and counts all the same.
+func TestBuiltWithCgoKeepsCapabilitiesAndSaysSo(t *testing.T) {
+	testenv.Privileged(t)
+	if os.Getenv("EBPFNET_BINARY") != "" {
+		t.Skip("no Go toolchain to build with cgo here (the 6.1 VM)")
+	}
+	if _, err := exec.LookPath("gcc"); err != nil {
+		t.Skip("no C compiler: go build cannot use cgo here")
+	}
+	bin := filepath.Join(t.TempDir(), "ebpfnet-cgo")
+	build := exec.Command("go", "build", "-o", bin, ".")
+	build.Env = append(os.Environ(), "CGO_ENABLED=1")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build with cgo: %v\n%s", err, out)
+	}
+	srv := otlptest.Start(t, "127.0.0.1:0")
+	p := testenv.NewPair(t, "cgo0")
+	sc := startCommand(t, otlpEnv(srv.Addr), bin, "--interfaces", p.Local, "--interval", "1s")
+	waitValues(t, srv, 30*time.Second, attachedIs(1))
+	if got := strings.Count(sc.stderr.String(), "keeping every capability"); got != 1 {
+		t.Errorf("%d warnings about capabilities kept, want 1:\n%s", got, sc.stderr.String())
+	}
+	if code := sc.stop(t, syscall.SIGTERM); code != 0 {
+		t.Errorf("SIGTERM: exit %d", code)
+	}
 }
