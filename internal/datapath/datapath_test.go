@@ -122,6 +122,14 @@ func kernelCounts(mode string, k testenv.Stats) map[bpf.Direction]bpf.Count {
 	}
 }
 
+// directions are those counted in mode: XDP sees only receive.
+func directions(mode string) []bpf.Direction {
+	if mode == config.AttachXDP {
+		return []bpf.Direction{bpf.Receive}
+	}
+	return []bpf.Direction{bpf.Receive, bpf.Transmit}
+}
+
 // expect is the traffic a test sent, class by class.
 type expect bpf.Counters
 
@@ -202,10 +210,7 @@ func TestCountsExactly(t *testing.T) {
 			testenv.RequireMode(t, mode)
 			p := testenv.NewPair(t, "exact"+mode)
 			d := open(t, cfgFor(mode, p.Local))
-			dirs := []bpf.Direction{bpf.Receive, bpf.Transmit}
-			if mode == config.AttachXDP {
-				dirs = dirs[:1]
-			}
+			dirs := directions(mode)
 			testenv.WaitQuiet(t, p.Local, 300*time.Millisecond)
 			base, kbase := counters(t, d, p.Local), testenv.LinkStats(t, p.Local)
 
@@ -385,10 +390,7 @@ func TestCountsOnInterfacesWithoutEthernetHeader(t *testing.T) {
 			testenv.RequireMode(t, mode)
 			tun := testenv.NewTun(t, "tun"+mode)
 			d := open(t, cfgFor(mode, tun.Name))
-			dirs := []bpf.Direction{bpf.Receive, bpf.Transmit}
-			if mode == config.AttachXDP {
-				dirs = dirs[:1]
-			}
+			dirs := directions(mode)
 			testenv.WaitQuiet(t, tun.Name, 300*time.Millisecond)
 			base, kbase := counters(t, d, tun.Name), testenv.LinkStats(t, tun.Name)
 
@@ -459,10 +461,7 @@ func TestCountsOnTunnels(t *testing.T) {
 				p := testenv.NewPair(t, "under"+mode)
 				tun := tc.make(t, p, "tn"+mode)
 				d := open(t, cfgFor(mode, tun.Local))
-				dirs := []bpf.Direction{bpf.Receive, bpf.Transmit}
-				if mode == config.AttachXDP {
-					dirs = dirs[:1]
-				}
+				dirs := directions(mode)
 				// A first datagram each way: WireGuard's handshake is then
 				// over, and the tunnel carries only what the test sends.
 				p.SendUDPBetween(t, testenv.TunIPv4, testenv.TunPeerIPv4, true, 1, payload)

@@ -347,10 +347,7 @@ func TestPinnedStateOutlivesTheProcess(t *testing.T) {
 			cfg := cfgFor(tc.mode, p.Local)
 			cfg.PinPath = tc.pin(t)
 			t.Cleanup(func() { unpin(t, cfg.PinPath) })
-			dirs := []bpf.Direction{bpf.Receive, bpf.Transmit}
-			if tc.mode == config.AttachXDP {
-				dirs = dirs[:1]
-			}
+			dirs := directions(tc.mode)
 
 			testenv.WaitQuiet(t, p.Local, 300*time.Millisecond)
 			kbase := testenv.LinkStats(t, p.Local)
