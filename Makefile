@@ -34,7 +34,7 @@ run: build
 test: otelcol
 	$(GO) vet ./...
 	$(GO) test -count=1 ./...
-	$(MAKE) test-kernel
+	$(MAKE) --no-print-directory test-kernel
 
 # The kernel tests on Debian 12's 6.1 kernel (no tcx there: tc and xdp),
 # booted with qemu from an initramfs (internal/vmtest). Needs

@@ -23,15 +23,18 @@ skip='^TestMakeRun$' # builds with make and go, which the initramfs has not
 
 fetch() { # fetch PACKAGE: download and unpack a Debian package once
 	if [ ! -d "pkg/$1" ]; then
-		if ! apt-cache show "$1" >/dev/null 2>&1; then apt-get update -qq; fi
-		rm -f "$1"_*.deb
+		rm -rf "$1"_*.deb "pkg/$1.tmp"
 		apt-get download "$1" 2>/dev/null
 		dpkg-deb -x "$1"_*.deb "pkg/$1.tmp" && mv "pkg/$1.tmp" "pkg/$1"
 		rm -f "$1"_*.deb
 	fi
 }
 mkdir -p pkg
-if ! apt-cache show linux-image-cloud-amd64 >/dev/null 2>&1; then apt-get update -qq; fi
+# Fresh package lists the first time: a stale list names a kernel build
+# the archive no longer serves.
+if [ ! -e pkg/.updated ]; then
+	apt-get update -qq && touch pkg/.updated
+fi
 kpkg=$(apt-cache depends linux-image-cloud-amd64 | awk '/Depends: linux-image-6\.1\./ {print $2; exit}')
 if [ -z "$kpkg" ]; then
 	echo "vmtest: apt knows no linux-image-6.1 cloud kernel (Debian 12's)" >&2
