@@ -7,8 +7,8 @@
 // it, and never change what happens to the frame.
 //
 // One program per hook serves every interface. It finds the interface's
-// slot (its row in the counters map and its link type) by ifindex in a
-// direct table, or in a hash for the rare ifindex past the table, so that
+// slot (its row in the counters map and its link type) by ifindex in an
+// array, or in a hash for the rare ifindex past the array, so that
 // attaching an interface is only a link or a filter: nothing is loaded or
 // verified per interface.
 //
@@ -22,7 +22,9 @@
 //   one header, headers past the linear data) a helper reads the header;
 // - nothing on the per-packet path writes to the stack: the first write to
 //   a stack slot gets a speculation barrier (lfence) after it. Map keys
-//   therefore point into map values (.rodata's zero, the slot's row).
+//   therefore point into map values (.rodata's zero, the per-CPU scratch,
+//   the slot's row), at constant offsets: 6.18 puts a barrier before a
+//   lookup whose key pointer has a variable offset.
 
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
@@ -139,9 +141,6 @@ struct ebpfnet_slot {
 	__u32 link; // enum ebpfnet_link; LINK_UNUSED: not attached
 };
 
-struct ebpfnet_slots {
-	struct ebpfnet_slot by_ifindex[DIRECT_IFINDEXES];
-};
 
 // max_entries is max_interfaces, set by the loader.
 struct {
@@ -158,14 +157,13 @@ struct {
 	__uint(max_entries, 1);
 } interfaces SEC(".maps");
 
-// The direct table, one entry holding every slot: the program finds it with
-// a constant key and indexes it by ifindex, and user space writes a slot
-// through a memory mapping.
+// Slots of interfaces whose ifindex is below DIRECT_IFINDEXES, indexed by
+// ifindex. User space writes a slot through a memory mapping of the map.
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__type(key, __u32);
-	__type(value, struct ebpfnet_slots);
-	__uint(max_entries, 1);
+	__type(value, struct ebpfnet_slot);
+	__uint(max_entries, DIRECT_IFINDEXES);
 	__uint(map_flags, BPF_F_MMAPABLE);
 } slots SEC(".maps");
 
@@ -192,7 +190,7 @@ struct {
 	__uint(max_entries, 1);
 } scratch SEC(".maps");
 
-// The key of single-entry maps, in .rodata so that it is a map value.
+// The key of the scratch map, in .rodata so that it is a map value.
 const volatile __u32 zero = 0;
 
 // forget returns v, having made the verifier forget what it knew of it
@@ -221,19 +219,27 @@ static __always_inline struct scratch *scratch_space(void)
 	return bpf_map_lookup_elem(&scratch, (void *)&zero);
 }
 
+// slot_of finds the interface's slot with a map lookup whose key is a copy
+// of the ifindex in the per-CPU scratch: the slot pointer then has no
+// variable offset. (Indexing a table by ifindex in the program instead made
+// 6.18's verifier, without CAP_PERFMON, put a speculation barrier before
+// the counters lookup keyed by the slot's row: its simulation of the
+// sanitized pointer arithmetic trips over the key's bounds.)
 static __always_inline struct ebpfnet_slot *slot_of(__u32 ifindex)
 {
-	struct ebpfnet_slots *t = bpf_map_lookup_elem(&slots, (void *)&zero);
-
-	if (!t)
-		return NULL;
-	if (ifindex < DIRECT_IFINDEXES)
-		return &t->by_ifindex[ifindex];
 	struct scratch *s = scratch_space();
+
 	if (!s)
 		return NULL;
 	s->ifindex = ifindex;
-	return bpf_map_lookup_elem(&slots_hash, &s->ifindex);
+	if (ifindex < DIRECT_IFINDEXES)
+		return bpf_map_lookup_elem(&slots, &s->ifindex);
+	struct ebpfnet_slot *slot = bpf_map_lookup_elem(&slots_hash, &s->ifindex);
+	// Unlike its twin above, or the compiler merges the two lookups into
+	// one call with the map chosen at run time, which the verifier cannot
+	// inline: a whole helper call on every packet.
+	asm volatile("" : "+r"(slot));
+	return slot;
 }
 
 static __always_inline void count(struct ebpfnet_slot *slot, const __u32 direction, __u32 class, __u64 bytes)
@@ -583,13 +589,15 @@ int ebpfnet_xdp(struct xdp_md *ctx)
 
 	if (!slot || slot->link == LINK_UNUSED)
 		return XDP_PASS;
-	__u32 link = slot->link;
 	// The frame's whole length, fragments of a multi-buffer frame included,
 	// as a scalar: the difference of two packet pointers is refused.
 	__u32 len = bpf_xdp_get_buff_len(ctx);
-	__u32 class = classify(link, (void *)(long)ctx->data, (void *)(long)ctx->data_end, len);
+	// The link type is read where it is used rather than kept: one value
+	// fewer to hold across the parse, which would otherwise go to the stack
+	// (and get a speculation barrier without CAP_PERFMON).
+	__u32 class = classify(*(volatile __u32 *)&slot->link, (void *)(long)ctx->data, (void *)(long)ctx->data_end, len);
 	if (class == CLASS_SLOW)
-		class = slow_classify_xdp(ctx, len, link);
+		class = slow_classify_xdp(ctx, len, *(volatile __u32 *)&slot->link);
 	count(slot, DIRECTION_RECEIVE, class, len);
 	return XDP_PASS;
 }

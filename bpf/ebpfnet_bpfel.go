@@ -149,11 +149,6 @@ type ebpfnetEbpfnetSlot struct {
 	Link uint32
 }
 
-type ebpfnetEbpfnetSlots struct {
-	_         structs.HostLayout
-	ByIfindex [16384]ebpfnetEbpfnetSlot
-}
-
 type ebpfnetScratch struct {
 	_       structs.HostLayout
 	Header  [16]uint8

@@ -30,9 +30,9 @@ const (
 	ProgramEmptyTC = "ebpfnet_empty_tc"
 )
 
-// DirectIfindexes is how many ifindexes have their slot in the direct
-// table (DIRECT_IFINDEXES in ebpfnet.c); higher ones go through a hash.
-const DirectIfindexes = len(ebpfnetEbpfnetSlots{}.ByIfindex)
+// DirectIfindexes is how many ifindexes have their slot in the slots array
+// (DIRECT_IFINDEXES in ebpfnet.c); higher ones go through a hash.
+const DirectIfindexes = 16384
 
 // Link is what a frame on an interface starts with, which says how the
 // program parses it. The values match enum ebpfnet_link.
@@ -93,7 +93,7 @@ type Options struct {
 type Objects struct {
 	counters   *ebpf.Map // PERCPU_ARRAY: row -> Counters
 	interfaces *ebpf.Map // ARRAY: row -> Interface
-	slots      *ebpf.Map // ARRAY of one: ifindex -> slot, for small ifindexes
+	slots      *ebpf.Map // ARRAY: ifindex -> slot, for small ifindexes
 	slotsHash  *ebpf.Map // HASH: ifindex -> slot, for the others
 	slotMem    []byte    // slots' value, mapped
 	progs      map[string]*ebpf.Program
@@ -158,7 +158,11 @@ func Load(opts Options) (*Objects, error) {
 	for name := range progs {
 		o.progs[name] = coll.DetachProgram(name)
 	}
-	size := int(o.slots.ValueSize())
+	if n := int(o.slots.MaxEntries()); n != DirectIfindexes {
+		o.Close()
+		return nil, fmt.Errorf("slots map has %d entries, DirectIfindexes says %d", n, DirectIfindexes)
+	}
+	size := DirectIfindexes * slotSize
 	if o.slotMem, err = unix.Mmap(o.slots.FD(), 0, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED); err != nil {
 		o.Close()
 		return nil, fmt.Errorf("map slots into memory: %w", err)
@@ -173,6 +177,10 @@ func (o *Objects) Program(name string) *ebpf.Program { return o.progs[name] }
 // MaxInterfaces is the number of counter rows.
 func (o *Objects) MaxInterfaces() int { return int(o.counters.MaxEntries()) }
 
+// slotSize is the size of struct ebpfnet_slot, which an array map lays out
+// without padding between entries (a multiple of 8 already).
+const slotSize = int(unsafe.Sizeof(ebpfnetEbpfnetSlot{}))
+
 // SetSlot tells the programs to count frames on ifindex in row, parsing
 // them as link says. LinkUnused stops counting them.
 func (o *Objects) SetSlot(ifindex int, row uint32, link Link) error {
@@ -182,7 +190,7 @@ func (o *Objects) SetSlot(ifindex int, row uint32, link Link) error {
 	if ifindex < DirectIfindexes {
 		// One 8-byte store: a program reads the row and the link of the
 		// same write, never half of each.
-		p := (*uint64)(unsafe.Pointer(&o.slotMem[ifindex*8]))
+		p := (*uint64)(unsafe.Pointer(&o.slotMem[ifindex*slotSize]))
 		atomic.StoreUint64(p, uint64(row)|uint64(link)<<32)
 		return nil
 	}
@@ -205,7 +213,7 @@ func (o *Objects) Slot(ifindex int) (row uint32, link Link, err error) {
 		return 0, LinkUnused, nil
 	}
 	if ifindex < DirectIfindexes {
-		v := atomic.LoadUint64((*uint64)(unsafe.Pointer(&o.slotMem[ifindex*8])))
+		v := atomic.LoadUint64((*uint64)(unsafe.Pointer(&o.slotMem[ifindex*slotSize])))
 		return uint32(v), Link(v >> 32), nil
 	}
 	var s ebpfnetEbpfnetSlot
