@@ -451,7 +451,7 @@ func TestPinnedLayoutMismatch(t *testing.T) {
 // (A BPF filesystem ebpfnet mounted itself also holds the kernel's
 // maps.debug and progs.debug, which cannot be removed.)
 func unpin(t testing.TB, dir string) {
-	for _, name := range []string{"counters", "interfaces", "links"} {
+	for _, name := range []string{"counters", "interfaces", "slots", "slots_hash", "links"} {
 		if err := os.RemoveAll(filepath.Join(dir, name)); err != nil {
 			t.Errorf("unpin: %v", err)
 		}
