@@ -7,7 +7,7 @@ mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
 mount -t tmpfs tmpfs /tmp
 mount -t bpf bpf /sys/fs/bpf
-mkdir -p /dev/net /run/netns
+mkdir -p /dev/net
 [ -e /dev/net/tun ] || mknod /dev/net/tun c 10 200
 for m in $(cat /etc/modules); do
 	insmod /lib/modules/$m.ko || echo "vmtest: insmod $m failed"
@@ -18,7 +18,6 @@ echo "vmtest: kernel $(uname -r)"
 passed=0 failed=0 skipped=0
 for t in /tests/*.test; do
 	name=$(basename $t .test)
-	# The test binaries find their testdata relative to the package.
 	$t -test.v -test.skip "$(cat /etc/skip)" -test.timeout 20m >/tmp/$name.out 2>&1
 	code=$?
 	cat /tmp/$name.out
@@ -29,6 +28,7 @@ for t in /tests/*.test; do
 	echo "vmtest: $name: exit $code, $p passed, $f failed, $s skipped"
 	passed=$((passed + p)) failed=$((failed + f)) skipped=$((skipped + s))
 done
+# What the kernel said about BPF, for when a test failed inexplicably.
 dmesg | grep -iE "bpf|verifier|warn|bug" | tail -20
 echo "vmtest: $passed passed, $failed failed, $skipped skipped"
 poweroff -f
