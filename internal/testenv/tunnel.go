@@ -98,7 +98,8 @@ func newTunnel(t testing.TB, p *Pair, name, kind string, local, peer netlink.Lin
 		t.Fatalf("add %s %s: %v", kind, name, err)
 	}
 	t.Cleanup(func() { _ = netlink.LinkDel(local) })
-	setup := func(l netlink.Link, addr net.IP, isLocal bool) error {
+	// setup runs in the namespace that holds the tunnel named name.
+	setup := func(addr net.IP, isLocal bool) error {
 		// IPv6 off: the tunnel then carries only what the test sends.
 		if err := os.WriteFile(filepath.Join("/proc/sys/net/ipv6/conf", name, "disable_ipv6"), []byte("1"), 0o644); err != nil {
 			return err
@@ -117,14 +118,14 @@ func newTunnel(t testing.TB, p *Pair, name, kind string, local, peer netlink.Lin
 		}
 		return netlink.LinkSetUp(l)
 	}
-	if err := setup(local, TunIPv4, true); err != nil {
+	if err := setup(TunIPv4, true); err != nil {
 		t.Fatalf("%s %s: %v", kind, name, err)
 	}
 	if err := RunIn(p.PeerNS, func() error {
 		if err := netlink.LinkAdd(peer); err != nil {
 			return err
 		}
-		return setup(peer, TunPeerIPv4, false)
+		return setup(TunPeerIPv4, false)
 	}); err != nil {
 		t.Fatalf("%s %s in the peer's namespace: %v", kind, name, err)
 	}
