@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"unsafe"
@@ -122,6 +123,9 @@ func Load(opts Options) (*Objects, error) {
 	var copts ebpf.CollectionOptions
 	if opts.PinPath != "" {
 		if err := ensureBPFFS(opts.PinPath); err != nil {
+			return nil, err
+		}
+		if err := checkPinnedLayout(opts.PinPath); err != nil {
 			return nil, err
 		}
 		copts.Maps.PinPath = opts.PinPath
@@ -274,6 +278,24 @@ func (o *Objects) Close() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// checkPinnedLayout refuses pinned state an ebpfnet of layout 1 left: it
+// has counters but no slots, and loading over it would pin new slot maps
+// beside maps that this layout cannot use. (Later layouts are told apart
+// by the layout in the interfaces rows, and by the maps' sizes.)
+func checkPinnedLayout(pinPath string) error {
+	_, err := os.Stat(filepath.Join(pinPath, "counters"))
+	if err != nil {
+		return nil // nothing pinned yet, or nothing we can read: the loader says
+	}
+	for _, name := range []string{"slots", "slots_hash"} {
+		if _, err := os.Stat(filepath.Join(pinPath, name)); errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("%w: %s holds layout 1 (no %s map), this ebpfnet writes layout %d (remove %s to start over)",
+				ErrIncompatiblePin, pinPath, name, Layout, pinPath)
+		}
+	}
+	return nil
 }
 
 // ensureBPFFS makes path a directory on a BPF filesystem, mounting one on

@@ -447,6 +447,38 @@ func TestPinnedLayoutMismatch(t *testing.T) {
 	}
 }
 
+// Pins of layout 1 (counters and interfaces, no slot maps) are refused,
+// with the directory named, and nothing is added to them.
+func TestPinnedLayoutOneRefused(t *testing.T) {
+	testenv.Privileged(t)
+	p := testenv.NewPair(t, "layout1")
+	cfg := cfgFor(config.AttachAuto, p.Local)
+	cfg.PinPath = "/sys/fs/bpf/ebpfnet-layout1"
+	t.Cleanup(func() { unpin(t, cfg.PinPath) })
+	open(t, cfg).Close()
+	// What layout 1 left: no slot maps (and no links here, which would
+	// keep the maps in use).
+	if err := os.RemoveAll(filepath.Join(cfg.PinPath, "links")); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"slots", "slots_hash"} {
+		if err := os.Remove(filepath.Join(cfg.PinPath, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before, err := os.ReadDir(cfg.PinPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = Open(cfg, nil)
+	if !errors.Is(err, bpf.ErrIncompatiblePin) || !strings.Contains(err.Error(), cfg.PinPath) || !strings.Contains(err.Error(), "layout 1") {
+		t.Errorf("open over layout 1 pins: %v", err)
+	}
+	if after, _ := os.ReadDir(cfg.PinPath); len(after) != len(before) {
+		t.Errorf("open over layout 1 pins left %d entries in %s, there were %d", len(after), cfg.PinPath, len(before))
+	}
+}
+
 // unpin removes what ebpfnet pinned, as a user stopping it for good would.
 // (A BPF filesystem ebpfnet mounted itself also holds the kernel's
 // maps.debug and progs.debug, which cannot be removed.)
