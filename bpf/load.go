@@ -244,9 +244,13 @@ func (o *Objects) ResetCounters(row uint32) error {
 // ReadInterfaces returns every row of the interfaces map; unused rows have
 // Ifindex 0.
 func (o *Objects) ReadInterfaces() ([]Interface, error) {
-	rows := make([]Interface, o.interfaces.MaxEntries())
+	return readInterfaces(o.interfaces)
+}
+
+func readInterfaces(m *ebpf.Map) ([]Interface, error) {
+	rows := make([]Interface, m.MaxEntries())
 	for i := range rows {
-		if err := o.interfaces.Lookup(uint32(i), &rows[i]); err != nil {
+		if err := m.Lookup(uint32(i), &rows[i]); err != nil {
 			return nil, fmt.Errorf("read interfaces row %d: %w", i, err)
 		}
 	}
@@ -280,19 +284,27 @@ func (o *Objects) Close() error {
 	return errors.Join(errs...)
 }
 
-// checkPinnedLayout refuses pinned state an ebpfnet of layout 1 left: it
-// has counters but no slots, and loading over it would pin new slot maps
-// beside maps that this layout cannot use. (Later layouts are told apart
-// by the layout in the interfaces rows, and by the maps' sizes.)
+// checkPinnedLayout refuses pinned state written under another layout,
+// before Load creates or pins anything beside it: every used row of the
+// pinned interfaces map says the layout it was written under. (Maps of
+// another size are refused by the loader itself.)
 func checkPinnedLayout(pinPath string) error {
-	_, err := os.Stat(filepath.Join(pinPath, "counters"))
-	if err != nil {
-		return nil // nothing pinned yet, or nothing we can read: the loader says
+	m, err := ebpf.LoadPinnedMap(filepath.Join(pinPath, "interfaces"), nil)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil // nothing pinned yet
 	}
-	for _, name := range []string{"slots", "slots_hash"} {
-		if _, err := os.Stat(filepath.Join(pinPath, name)); errors.Is(err, os.ErrNotExist) {
-			return fmt.Errorf("%w: %s holds layout 1 (no %s map), this ebpfnet writes layout %d (remove %s to start over)",
-				ErrIncompatiblePin, pinPath, name, Layout, pinPath)
+	if err != nil {
+		return fmt.Errorf("pinned interfaces map in %s: %w", pinPath, err)
+	}
+	defer m.Close()
+	rows, err := readInterfaces(m)
+	if err != nil {
+		return err
+	}
+	for _, row := range rows {
+		if row.Ifindex != 0 && row.Layout != Layout {
+			return fmt.Errorf("%w: %s holds layout %d, this ebpfnet writes layout %d (remove %s to start over)",
+				ErrIncompatiblePin, pinPath, row.Layout, Layout, pinPath)
 		}
 	}
 	return nil

@@ -125,10 +125,6 @@ func (m *Manager) adopt() error {
 		if row.Ifindex == 0 {
 			continue
 		}
-		if row.Layout != bpf.Layout {
-			return fmt.Errorf("%w: %s holds layout %d, this ebpfnet writes layout %d (remove %s to start over)",
-				bpf.ErrIncompatiblePin, m.opts.PinPath, row.Layout, bpf.Layout, m.opts.PinPath)
-		}
 		a := &attached{Interface: Interface{
 			Slot:  uint32(slot),
 			Index: int(row.Ifindex),

@@ -428,27 +428,15 @@ func TestPinnedLayoutMismatch(t *testing.T) {
 	t.Cleanup(func() { unpin(t, cfg.PinPath) })
 	open(t, cfg).Close()
 
-	m, err := ebpf.LoadPinnedMap(filepath.Join(cfg.PinPath, "interfaces"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
-	var row bpf.Interface
-	if err := m.Lookup(uint32(0), &row); err != nil || row.Ifindex == 0 {
-		t.Fatalf("row 0: %+v, %v", row, err)
-	}
-	row.Layout = bpf.Layout + 1
-	if err := m.Update(uint32(0), &row, ebpf.UpdateExist); err != nil {
-		t.Fatal(err)
-	}
-	_, err = Open(cfg, nil)
+	setLayout(t, cfg.PinPath, bpf.Layout+1)
+	_, err := Open(cfg, nil)
 	if !errors.Is(err, bpf.ErrIncompatiblePin) || !strings.Contains(err.Error(), "layout") {
 		t.Errorf("open over another layout: %v", err)
 	}
 }
 
-// Pins of layout 1 (counters and interfaces, no slot maps) are refused,
-// with the directory named, and nothing is added to them.
+// Pins of layout 1 (rows saying layout 1, no slot maps) are refused, with
+// the directory named, and nothing is added to them.
 func TestPinnedLayoutOneRefused(t *testing.T) {
 	testenv.Privileged(t)
 	p := testenv.NewPair(t, "layout1")
@@ -456,13 +444,11 @@ func TestPinnedLayoutOneRefused(t *testing.T) {
 	cfg.PinPath = "/sys/fs/bpf/ebpfnet-layout1"
 	t.Cleanup(func() { unpin(t, cfg.PinPath) })
 	open(t, cfg).Close()
-	// What layout 1 left: no slot maps (and no links here, which would
-	// keep the maps in use).
-	if err := os.RemoveAll(filepath.Join(cfg.PinPath, "links")); err != nil {
-		t.Fatal(err)
-	}
-	for _, name := range []string{"slots", "slots_hash"} {
-		if err := os.Remove(filepath.Join(cfg.PinPath, name)); err != nil {
+	// What layout 1 left: its rows, no slot maps (and no links here, which
+	// would keep the maps in use).
+	setLayout(t, cfg.PinPath, 1)
+	for _, name := range []string{"slots", "slots_hash", "links"} {
+		if err := os.RemoveAll(filepath.Join(cfg.PinPath, name)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -476,6 +462,25 @@ func TestPinnedLayoutOneRefused(t *testing.T) {
 	}
 	if after, _ := os.ReadDir(cfg.PinPath); len(after) != len(before) {
 		t.Errorf("open over layout 1 pins left %d entries in %s, there were %d", len(after), cfg.PinPath, len(before))
+	}
+}
+
+// setLayout rewrites row 0 of the pinned interfaces map as if written under
+// another layout.
+func setLayout(t *testing.T, pinPath string, layout uint32) {
+	t.Helper()
+	m, err := ebpf.LoadPinnedMap(filepath.Join(pinPath, "interfaces"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	var row bpf.Interface
+	if err := m.Lookup(uint32(0), &row); err != nil || row.Ifindex == 0 {
+		t.Fatalf("row 0: %+v, %v", row, err)
+	}
+	row.Layout = layout
+	if err := m.Update(uint32(0), &row, ebpf.UpdateExist); err != nil {
+		t.Fatal(err)
 	}
 }
 
