@@ -98,9 +98,9 @@ func serve(ctx context.Context, s *settings, stdout io.Writer, log *slog.Logger)
 	}
 	defer d.Close()
 	// Everything that needed more than CAP_BPF and CAP_NET_ADMIN (loading,
-	// mounting a BPF filesystem for pin_path) is done.
-	// make build builds without cgo; a binary built with it can drop
-	// capabilities from no thread but its own, so it keeps them, and says so.
+	// mounting a BPF filesystem for pin_path) is done. A binary built with
+	// cgo (make build builds without) cannot drop capabilities from every
+	// thread: it keeps them, and says so.
 	if err := datapath.DropCapabilities(); errors.Is(err, datapath.ErrCapabilitiesWithCgo) {
 		log.Warn("keeping every capability this process has", "reason", err)
 	} else if err != nil {

@@ -19,12 +19,11 @@ var ErrPrivileges = errors.New("insufficient privileges")
 // loading needs CAP_BPF (or CAP_SYS_ADMIN on kernels before 5.8) and
 // attaching needs CAP_NET_ADMIN.
 func CheckPrivileges() error {
-	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
-	var data [2]unix.CapUserData
-	if err := unix.Capget(&hdr, &data[0]); err != nil {
-		return fmt.Errorf("read capabilities: %w", err)
+	effective, _, err := capabilities()
+	if err != nil {
+		return err
 	}
-	has := func(c uint) bool { return data[c/32].Effective&(1<<(c%32)) != 0 }
+	has := func(c uint) bool { return effective&(1<<c) != 0 }
 	var missing []string
 	if !has(unix.CAP_BPF) && !has(unix.CAP_SYS_ADMIN) {
 		missing = append(missing, "CAP_BPF")
@@ -58,12 +57,11 @@ func DropCapabilities() error {
 	for _, c := range Kept {
 		keep |= 1 << c
 	}
-	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
-	var data [2]unix.CapUserData
-	if err := unix.Capget(&hdr, &data[0]); err != nil {
-		return fmt.Errorf("read capabilities: %w", err)
+	effective, permitted, err := capabilities()
+	if err != nil {
+		return err
 	}
-	permitted := (uint64(data[1].Permitted)<<32 | uint64(data[0].Permitted)) & keep
+	permitted &= keep
 
 	allThreads := func(what string, trap, a1, a2, a3 uintptr) error {
 		_, _, errno := syscall.AllThreadsSyscall(trap, a1, a2, a3)
@@ -83,7 +81,7 @@ func DropCapabilities() error {
 	}
 	// The bounding set can only be changed with CAP_SETPCAP; a process
 	// started with CAP_BPF and CAP_NET_ADMIN alone has nothing else to lose.
-	if data[unix.CAP_SETPCAP/32].Effective&(1<<(unix.CAP_SETPCAP%32)) != 0 {
+	if effective&(1<<unix.CAP_SETPCAP) != 0 {
 		for c := uintptr(0); c <= lastCap(); c++ {
 			if keep&(1<<c) != 0 {
 				continue
@@ -93,11 +91,24 @@ func DropCapabilities() error {
 			}
 		}
 	}
-	data = [2]unix.CapUserData{
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	data := [2]unix.CapUserData{
 		{Effective: uint32(permitted), Permitted: uint32(permitted)},
 		{Effective: uint32(permitted >> 32), Permitted: uint32(permitted >> 32)},
 	}
 	return allThreads("drop capabilities", unix.SYS_CAPSET, uintptr(unsafe.Pointer(&hdr)), uintptr(unsafe.Pointer(&data[0])), 0)
+}
+
+// capabilities returns the calling thread's effective and permitted sets.
+func capabilities() (effective, permitted uint64, err error) {
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var data [2]unix.CapUserData
+	if err := unix.Capget(&hdr, &data[0]); err != nil {
+		return 0, 0, fmt.Errorf("read capabilities: %w", err)
+	}
+	effective = uint64(data[1].Effective)<<32 | uint64(data[0].Effective)
+	permitted = uint64(data[1].Permitted)<<32 | uint64(data[0].Permitted)
+	return effective, permitted, nil
 }
 
 // lastCap is the highest capability this kernel knows.
