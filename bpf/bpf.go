@@ -150,6 +150,17 @@ type Interface struct {
 	Layout        uint32
 	StartUnixNano uint64
 	Name          [16]byte
+	Owned         [NumDirections]Owned
+}
+
+// Owned identifies what ebpfnet put on one hook of an interface, as
+// struct ebpfnet_owned: a later process adopts, replaces or removes that
+// and nothing else, whatever else is on the hook.
+type Owned struct {
+	ProgramID  uint32 // the program attached (or about to be)
+	TCPriority uint32 // tc only: the filter's priority
+	TCHandle   uint32 // tc only: the filter's handle
+	_          uint32
 }
 
 // InterfaceName returns r's name as a string.

@@ -132,6 +132,16 @@ struct ebpfnet_interface {
 	__u32 layout;        // layout version of these maps
 	__u64 start_unix_ns; // when counting began for this interface
 	char name[16];
+	// What is ebpfnet's on each hook (receive, transmit), so that a later
+	// process touches that and nothing else: the program attached, and for
+	// tc the filter's priority and handle. Written before the hook is
+	// attached, so a crash in between leaves nothing unaccounted for.
+	struct ebpfnet_owned {
+		__u32 program_id;
+		__u32 tc_priority;
+		__u32 tc_handle;
+		__u32 _pad;
+	} owned[2];
 };
 
 // An interface's slot: where its frames are counted and how to read them.

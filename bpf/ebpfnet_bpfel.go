@@ -141,6 +141,13 @@ type ebpfnetEbpfnetInterface struct {
 	Layout       uint32
 	StartUnixNs  uint64
 	Name         [16]int8
+	Owned        [2]struct {
+		_          structs.HostLayout
+		ProgramId  uint32
+		TcPriority uint32
+		TcHandle   uint32
+		Pad        uint32
+	}
 }
 
 type ebpfnetEbpfnetSlot struct {

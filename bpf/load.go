@@ -1,6 +1,7 @@
 package bpf
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -19,7 +20,15 @@ import (
 // ebpfnet is refused instead of mixed in.
 //
 // 2: one program for every interface, which finds its row in the slots maps.
-const Layout = 2
+// 3: each row records what ebpfnet owns on the interface's hooks (struct
+// ebpfnet_owned).
+//
+// The layout field stays at byte 12 of a row in every layout, so that any
+// version can tell which one pinned state was written under.
+const Layout = 3
+
+// layoutOffset is where a row of the interfaces map keeps its layout.
+const layoutOffset = 12
 
 // Program names in ebpfnet.c.
 const (
@@ -98,6 +107,8 @@ type Objects struct {
 	slotsHash  *ebpf.Map // HASH: ifindex -> slot, for the others
 	slotMem    []byte    // slots' value, mapped
 	progs      map[string]*ebpf.Program
+	progIDs    map[string]uint32
+	lock       *os.File // held on the pin path for the Objects' life
 
 	readMu   sync.Mutex // guards the buffers ReadCounters reuses
 	perCPU   []Counters
@@ -112,7 +123,8 @@ var pinned = []string{"counters", "interfaces", "slots", "slots_hash"}
 // Load creates the maps with room for opts.MaxInterfaces interfaces, or,
 // with a pin path, opens the ones pinned there (creating and pinning them
 // the first time), and loads the programs named in opts.
-func Load(opts Options) (*Objects, error) {
+func Load(opts Options) (_ *Objects, err error) {
+	var lock *os.File
 	spec, err := loadEbpfnet()
 	if err != nil {
 		return nil, err
@@ -125,7 +137,15 @@ func Load(opts Options) (*Objects, error) {
 		if err := ensureBPFFS(opts.PinPath); err != nil {
 			return nil, err
 		}
-		if err := checkPinnedLayout(opts.PinPath); err != nil {
+		if lock, err = lockPinPath(opts.PinPath); err != nil {
+			return nil, err
+		}
+		defer func() {
+			if err != nil {
+				lock.Close()
+			}
+		}()
+		if err = checkPinnedLayout(opts.PinPath); err != nil {
 			return nil, err
 		}
 		copts.Maps.PinPath = opts.PinPath
@@ -142,6 +162,7 @@ func Load(opts Options) (*Objects, error) {
 		progs[name] = ps
 	}
 	spec.Programs = progs
+	variant(spec)
 
 	coll, err := ebpf.NewCollectionWithOptions(spec, copts)
 	if errors.Is(err, ebpf.ErrMapIncompatible) {
@@ -158,9 +179,21 @@ func Load(opts Options) (*Objects, error) {
 		slots:      coll.DetachMap("slots"),
 		slotsHash:  coll.DetachMap("slots_hash"),
 		progs:      map[string]*ebpf.Program{},
+		progIDs:    map[string]uint32{},
+		lock:       lock,
 	}
 	for name := range progs {
 		o.progs[name] = coll.DetachProgram(name)
+		info, ierr := o.progs[name].Info()
+		id, ok := ebpf.ProgramID(0), false
+		if ierr == nil {
+			id, ok = info.ID()
+		}
+		if !ok {
+			o.Close()
+			return nil, fmt.Errorf("program %s: no ID from the kernel: %v", name, ierr)
+		}
+		o.progIDs[name] = uint32(id)
 	}
 	if n := int(o.slots.MaxEntries()); n != DirectIfindexes {
 		o.Close()
@@ -177,6 +210,12 @@ func Load(opts Options) (*Objects, error) {
 // Program returns the loaded program of that name, or nil. It stays owned
 // by o.
 func (o *Objects) Program(name string) *ebpf.Program { return o.progs[name] }
+
+// ProgramID returns the kernel's ID of the loaded program of that name, or 0.
+func (o *Objects) ProgramID(name string) uint32 { return o.progIDs[name] }
+
+// Pinned reports whether the maps are pinned.
+func (o *Objects) Pinned() bool { return o.lock != nil }
 
 // MaxInterfaces is the number of counter rows.
 func (o *Objects) MaxInterfaces() int { return int(o.counters.MaxEntries()) }
@@ -281,6 +320,10 @@ func (o *Objects) Close() error {
 			errs = append(errs, m.Close())
 		}
 	}
+	if o.lock != nil {
+		errs = append(errs, o.lock.Close())
+		o.lock = nil
+	}
 	return errors.Join(errs...)
 }
 
@@ -297,34 +340,51 @@ func checkPinnedLayout(pinPath string) error {
 		return fmt.Errorf("pinned interfaces map in %s: %w", pinPath, err)
 	}
 	defer m.Close()
-	rows, err := readInterfaces(m)
-	if err != nil {
-		return err
+	// Rows of another layout may have another size: read them as bytes.
+	size := int(m.ValueSize())
+	if size < layoutOffset+4 {
+		return fmt.Errorf("%w: %s holds rows of %d bytes", ErrIncompatiblePin, pinPath, size)
 	}
-	for _, row := range rows {
-		if row.Ifindex != 0 && row.Layout != Layout {
+	row := make([]byte, size)
+	for i := uint32(0); i < m.MaxEntries(); i++ {
+		if err := m.Lookup(i, &row); err != nil {
+			return fmt.Errorf("read pinned interfaces row %d: %w", i, err)
+		}
+		ifindex := binary.NativeEndian.Uint32(row)
+		layout := binary.NativeEndian.Uint32(row[layoutOffset:])
+		if ifindex != 0 && layout != Layout {
 			return fmt.Errorf("%w: %s holds layout %d, this ebpfnet writes layout %d (remove %s to start over)",
-				ErrIncompatiblePin, pinPath, row.Layout, Layout, pinPath)
+				ErrIncompatiblePin, pinPath, layout, Layout, pinPath)
 		}
 	}
 	return nil
 }
 
-// ensureBPFFS makes path a directory on a BPF filesystem, mounting one on
-// path itself when it is not on one already.
-func ensureBPFFS(path string) error {
-	if err := os.MkdirAll(path, 0o700); err != nil {
-		return fmt.Errorf("pin_path %s: %w", path, err)
+// ClearSlots clears every slot that keep does not want kept, given its
+// ifindex and row: after a restart, slots that no interfaces row accounts
+// for.
+func (o *Objects) ClearSlots(keep func(ifindex int, row uint32) bool) error {
+	var errs []error
+	for ifindex := 1; ifindex < DirectIfindexes; ifindex++ {
+		row, link, _ := o.Slot(ifindex)
+		if link != LinkUnused && !keep(ifindex, row) {
+			errs = append(errs, o.SetSlot(ifindex, 0, LinkUnused))
+		}
 	}
-	var st unix.Statfs_t
-	if err := unix.Statfs(path, &st); err != nil {
-		return fmt.Errorf("pin_path %s: %w", path, err)
+	var (
+		key  uint32
+		slot ebpfnetEbpfnetSlot
+		drop []int
+	)
+	it := o.slotsHash.Iterate()
+	for it.Next(&key, &slot) {
+		if !keep(int(key), slot.Row) {
+			drop = append(drop, int(key))
+		}
 	}
-	if st.Type == unix.BPF_FS_MAGIC {
-		return nil
+	errs = append(errs, it.Err())
+	for _, ifindex := range drop {
+		errs = append(errs, o.SetSlot(ifindex, 0, LinkUnused))
 	}
-	if err := unix.Mount("bpf", path, "bpf", 0, "mode=0700"); err != nil {
-		return fmt.Errorf("pin_path %s is not on a BPF filesystem, and mounting one there failed: %w", path, err)
-	}
-	return nil
+	return errors.Join(errs...)
 }

@@ -3,7 +3,7 @@ package attach
 import (
 	"errors"
 	"fmt"
-	"strings"
+	"math/rand/v2"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
@@ -13,19 +13,21 @@ import (
 	"github.com/ebpfnet/ebpfnet/bpf"
 )
 
-// The legacy tc filters ebpfnet installs, recognisable in `tc filter show`
-// by their name (the program's) and by these priorities and handle. On
-// ingress, priority 1 puts ours ahead of other filters, so it sees every
-// frame the kernel has counted; on egress, the last priority puts it behind
-// them, so it sees only frames that no other filter dropped.
+// The legacy tc filters ebpfnet installs. On ingress, priority 1 puts ours
+// ahead of other filters, so it sees every frame the kernel has counted; on
+// egress, the last priority puts it behind them, so it sees only frames
+// that no other filter dropped. Each instance takes a handle of its own at
+// that priority (cls_bpf runs every filter of a priority in turn, and ours
+// return TC_ACT_UNSPEC, so each sees every frame): two instances on one
+// interface both count, and each removes only its own filter. Handles are
+// in tcHandleBase's range, so that `tc filter show` tells ours apart.
 const (
 	tcPriorityIngress = 1
 	tcPriorityEgress  = 0xffff
-	tcHandle          = 0xeb9f
-	tcPrefix          = "ebpfnet"
+	tcHandleBase      = 0xeb9f0000
 )
 
-func tcPriority(dir bpf.Direction) uint16 {
+func tcPriority(dir bpf.Direction) uint32 {
 	if dir == bpf.Receive {
 		return tcPriorityIngress
 	}
@@ -39,14 +41,19 @@ func tcParent(dir bpf.Direction) uint32 {
 	return netlink.HANDLE_MIN_EGRESS
 }
 
-func tcFilter(index int, dir bpf.Direction, prog *ebpf.Program, name string) *netlink.BpfFilter {
+// randomTCHandle returns a handle in ebpfnet's range.
+func randomTCHandle() uint32 {
+	return tcHandleBase | uint32(1+rand.IntN(0xfffe))
+}
+
+func tcFilter(index int, dir bpf.Direction, owned bpf.Owned, prog *ebpf.Program, name string) *netlink.BpfFilter {
 	f := &netlink.BpfFilter{
 		FilterAttrs: netlink.FilterAttrs{
 			LinkIndex: index,
 			Parent:    tcParent(dir),
-			Handle:    tcHandle,
+			Handle:    owned.TCHandle,
 			Protocol:  unix.ETH_P_ALL,
-			Priority:  tcPriority(dir),
+			Priority:  uint16(owned.TCPriority),
 		},
 		Name:         name,
 		DirectAction: true,
@@ -58,9 +65,10 @@ func tcFilter(index int, dir bpf.Direction, prog *ebpf.Program, name string) *ne
 	return f
 }
 
-// attachTC adds a clsact qdisc if the interface has none and puts our
-// filter in, replacing one a crashed ebpfnet left behind.
-func attachTC(index int, dir bpf.Direction, prog *ebpf.Program, name string) error {
+// attachTC adds a clsact qdisc if the interface has none and adds our
+// filter, at owned's priority and handle; it fails with EEXIST if that
+// handle is taken.
+func attachTC(index int, dir bpf.Direction, owned bpf.Owned, prog *ebpf.Program, name string) error {
 	qdisc := &netlink.GenericQdisc{
 		QdiscAttrs: netlink.QdiscAttrs{
 			LinkIndex: index,
@@ -72,60 +80,53 @@ func attachTC(index int, dir bpf.Direction, prog *ebpf.Program, name string) err
 	if err := netlink.QdiscAdd(qdisc); err != nil && !errors.Is(err, unix.EEXIST) {
 		return fmt.Errorf("add clsact qdisc: %w", err)
 	}
-	if err := removeStaleTC(index, dir); err != nil {
-		return err
-	}
-	if err := netlink.FilterReplace(tcFilter(index, dir, prog, name)); err != nil {
+	if err := netlink.FilterAdd(tcFilter(index, dir, owned, prog, name)); err != nil {
 		return fmt.Errorf("add tc filter: %w", err)
 	}
 	return nil
 }
 
-// removeStaleTC deletes ebpfnet filters that are not where this version
-// puts its own (an older layout's priority or handle).
-func removeStaleTC(index int, dir bpf.Direction) error {
+// ownedTC returns our filter on the interface: the one at owned's priority
+// and handle running owned's program. Anything else is someone else's.
+func ownedTC(index int, dir bpf.Direction, owned bpf.Owned) (*netlink.BpfFilter, error) {
 	filters, err := netlink.FilterList(&netlink.Dummy{LinkAttrs: netlink.LinkAttrs{Index: index}}, tcParent(dir))
 	if err != nil {
-		return fmt.Errorf("list tc filters: %w", err)
+		if gone(err) {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("list tc filters: %w", err)
 	}
 	for _, f := range filters {
 		bf, ok := f.(*netlink.BpfFilter)
-		if !ok || !strings.HasPrefix(bf.Name, tcPrefix) {
-			continue
+		if ok && uint32(bf.Priority) == owned.TCPriority && bf.Handle == owned.TCHandle &&
+			owned.ProgramID != 0 && uint32(bf.Id) == owned.ProgramID {
+			return bf, nil
 		}
-		if bf.Priority == tcPriority(dir) && bf.Handle == tcHandle {
-			continue // replaced in place
-		}
-		if err := netlink.FilterDel(bf); err != nil {
-			return fmt.Errorf("remove stale tc filter %s: %w", bf.Name, err)
-		}
+	}
+	return nil, nil
+}
+
+// replaceTC swaps prog into our filter in place: the kernel replaces the
+// filter's program atomically, so no frame goes uncounted.
+func replaceTC(index int, dir bpf.Direction, owned bpf.Owned, prog *ebpf.Program, name string) error {
+	if err := netlink.FilterReplace(tcFilter(index, dir, owned, prog, name)); err != nil {
+		return fmt.Errorf("replace tc filter: %w", err)
 	}
 	return nil
 }
 
-// hasTC reports whether our filter is on the interface.
-func hasTC(index int, dir bpf.Direction) bool {
-	filters, err := netlink.FilterList(&netlink.Dummy{LinkAttrs: netlink.LinkAttrs{Index: index}}, tcParent(dir))
-	if err != nil {
-		return false
+// detachTC removes our filter, if it is still there and still ours. The
+// clsact qdisc stays: other programs may hang off it, and it costs nothing
+// empty.
+func detachTC(index int, dir bpf.Direction, owned bpf.Owned) error {
+	f, err := ownedTC(index, dir, owned)
+	if f == nil || err != nil {
+		return err
 	}
-	for _, f := range filters {
-		if bf, ok := f.(*netlink.BpfFilter); ok && strings.HasPrefix(bf.Name, tcPrefix) &&
-			bf.Priority == tcPriority(dir) && bf.Handle == tcHandle {
-			return true
-		}
+	if err := netlink.FilterDel(f); err != nil && !gone(err) {
+		return fmt.Errorf("remove tc filter: %w", err)
 	}
-	return false
-}
-
-// detachTC removes our filter. The clsact qdisc stays: other programs may
-// hang off it, and it costs nothing empty.
-func detachTC(index int, dir bpf.Direction) error {
-	err := netlink.FilterDel(tcFilter(index, dir, nil, ""))
-	if err == nil || gone(err) {
-		return nil
-	}
-	return fmt.Errorf("remove tc filter: %w", err)
+	return nil
 }
 
 // gone reports errors that mean the interface or the filter is no longer
@@ -163,6 +164,11 @@ func attachXDP(index int, prog *ebpf.Program) (link.Link, error) {
 	}
 	l, gerr := link.AttachXDP(link.XDPOptions{Program: prog, Interface: index, Flags: link.XDPGenericMode})
 	if gerr != nil {
+		if errors.Is(err, unix.EBUSY) || errors.Is(gerr, unix.EBUSY) || errors.Is(gerr, unix.EEXIST) {
+			// XDP takes one program per interface (another ebpfnet's,
+			// say); tcx and tc take many.
+			return nil, fmt.Errorf("attach xdp: the interface has an XDP program already; count with tcx or tc beside it: %w", gerr)
+		}
 		return nil, fmt.Errorf("attach xdp: native: %v; generic: %w", err, gerr)
 	}
 	return l, nil

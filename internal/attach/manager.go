@@ -6,9 +6,16 @@
 // It owns the rows of the counters map: one per attached interface, zeroed
 // before reuse, so the map never grows with interface churn.
 //
-// With a pin path, links are pinned beside the maps and a new Manager
-// picks up what an earlier process left attached, so counting never stops
-// across restarts.
+// What ebpfnet puts on a hook is recognised by identity, never by name: a
+// tcx or XDP link it holds (or pinned), a tc filter at the priority and
+// handle it chose, running its program. Only those are ever replaced or
+// removed; other programs on the same hooks are left alone.
+//
+// With a pin path, links are pinned beside the maps, each row records what
+// is ebpfnet's on the interface's hooks, and a new Manager takes over what
+// an earlier process left: it detaches what belongs to interfaces that were
+// renamed, moved or deleted meanwhile, swaps its own programs into the
+// rest in place (an upgrade), and counting never stops across restarts.
 package attach
 
 import (
@@ -23,6 +30,7 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 
 	"github.com/ebpfnet/ebpfnet/bpf"
 	"github.com/ebpfnet/ebpfnet/config"
@@ -64,6 +72,7 @@ type Interface struct {
 
 type attached struct {
 	Interface
+	owned [bpf.NumDirections]bpf.Owned // what is ours on each hook
 	links [bpf.NumDirections]link.Link // tcx and xdp; tc filters live in the qdisc
 }
 
@@ -73,6 +82,9 @@ type Manager struct {
 	opts Options
 	dirs []bpf.Direction
 	log  *slog.Logger
+
+	freed    chan struct{} // a row was freed: see Freed
+	tcHandle uint32        // the tc filter handle this instance tries first
 
 	mu      sync.Mutex
 	slots   []*attached // by counters row; nil is free
@@ -86,12 +98,14 @@ type Manager struct {
 // takes over the interfaces an earlier process left attached there.
 func New(objs *bpf.Objects, opts Options) (*Manager, error) {
 	m := &Manager{
-		objs:    objs,
-		opts:    opts,
-		log:     opts.Logger,
-		slots:   make([]*attached, objs.MaxInterfaces()),
-		byIndex: map[int]*attached{},
-		errs:    map[string]uint64{},
+		objs:     objs,
+		opts:     opts,
+		log:      opts.Logger,
+		slots:    make([]*attached, objs.MaxInterfaces()),
+		byIndex:  map[int]*attached{},
+		errs:     map[string]uint64{},
+		freed:    make(chan struct{}, 1),
+		tcHandle: randomTCHandle(),
 	}
 	if m.log == nil {
 		m.log = slog.New(slog.DiscardHandler)
@@ -115,53 +129,153 @@ func New(objs *bpf.Objects, opts Options) (*Manager, error) {
 	return m, nil
 }
 
-// adopt takes over the rows a previous process left in pinned maps.
+// adopt takes over what a previous process left in the pinned state, before
+// any row is given out: interfaces renamed, moved or deleted since are
+// detached and their rows freed; the others keep their rows and totals,
+// and this process's programs are swapped into their hooks in place.
+// Slots and link pins that no row accounts for (a crash between two steps)
+// are cleared.
 func (m *Manager) adopt() error {
 	rows, err := m.objs.ReadInterfaces()
 	if err != nil {
 		return err
 	}
+	var errs []error
 	for slot, row := range rows {
 		if row.Ifindex == 0 {
 			continue
 		}
-		a := &attached{Interface: Interface{
-			Slot:  uint32(slot),
-			Index: int(row.Ifindex),
-			Name:  row.InterfaceName(),
-			Start: time.Unix(0, int64(row.StartUnixNano)),
-		}}
+		a := &attached{
+			Interface: Interface{
+				Slot:  uint32(slot),
+				Index: int(row.Ifindex),
+				Name:  row.InterfaceName(),
+				Start: time.Unix(0, int64(row.StartUnixNano)),
+				Hooks: row.Hooks,
+			},
+			owned: row.Owned,
+		}
 		if _, a.Type, err = m.objs.Slot(a.Index); err != nil {
 			return err
 		}
+		m.slots[slot], m.byIndex[a.Index] = a, a
+		// What of ours is still on the hooks.
+		for d, hook := range a.Hooks {
+			if !m.findHook(a, bpf.Direction(d), hook) {
+				a.Hooks[d], a.owned[d] = bpf.HookNone, bpf.Owned{}
+			}
+		}
 		l, err := netlink.LinkByIndex(a.Index)
-		if err != nil || l.Attrs().Name != a.Name {
-			// The interface went away while no process held the pins.
-			for d := range a.links {
-				_ = os.Remove(m.linkPath(a.Index, bpf.Direction(d)))
+		if err != nil || l.Attrs().Name != a.Name || a.Hooks == [bpf.NumDirections]bpf.Hook{} {
+			// Renamed, moved or deleted while no process held the pins:
+			// nothing of its may go on counting into a row that is about
+			// to be given to another interface.
+			m.log.Info("detaching pinned interface that changed while ebpfnet was stopped", "interface", a.Name, "ifindex", a.Index)
+			for d := range a.Hooks {
+				errs = append(errs, m.detachHook(a, bpf.Direction(d)))
 			}
-			if err := m.release(a); err != nil {
-				return err
-			}
+			errs = append(errs, m.release(a))
 			continue
 		}
-		for d, hook := range row.Hooks {
-			dir := bpf.Direction(d)
-			switch hook {
-			case bpf.HookTCX, bpf.HookXDP:
-				if pl, err := link.LoadPinnedLink(m.linkPath(a.Index, dir), nil); err == nil {
-					a.links[d], a.Hooks[d] = pl, hook
-				}
-			case bpf.HookTC:
-				if hasTC(a.Index, dir) {
-					a.Hooks[d] = hook
-				}
+		// An upgrade (or a restart of the same build): this process's
+		// programs take over the hooks in place.
+		for d, hook := range a.Hooks {
+			if hook != bpf.HookNone {
+				errs = append(errs, m.swapProgram(a, bpf.Direction(d)))
 			}
 		}
-		m.slots[slot], m.byIndex[a.Index] = a, a
+		errs = append(errs, m.writeRow(a))
 		m.log.Debug("picked up pinned interface", "interface", a.Name, "since", a.Start)
 	}
+	errs = append(errs,
+		m.objs.ClearSlots(func(ifindex int, row uint32) bool {
+			a := m.byIndex[ifindex]
+			return a != nil && a.Slot == row
+		}),
+		m.removeStrayLinkPins())
+	return errors.Join(errs...)
+}
+
+// findHook reports whether what a's row says is ours on the hook is there,
+// and holds on to it.
+func (m *Manager) findHook(a *attached, d bpf.Direction, hook bpf.Hook) bool {
+	switch hook {
+	case bpf.HookTCX, bpf.HookXDP:
+		pl, err := link.LoadPinnedLink(m.linkPath(a.Index, d), nil)
+		if err != nil {
+			return false
+		}
+		info, err := pl.Info()
+		var ifindex uint32
+		if err == nil && info.TCX() != nil {
+			ifindex = info.TCX().Ifindex
+		} else if err == nil && info.XDP() != nil {
+			ifindex = info.XDP().Ifindex
+		}
+		if ifindex != uint32(a.Index) {
+			// Its interface is gone (ifindex 0) or is not this one.
+			_ = pl.Unpin()
+			_ = pl.Close()
+			return false
+		}
+		a.links[d] = pl
+		return true
+	case bpf.HookTC:
+		f, err := ownedTC(a.Index, d, a.owned[d])
+		return f != nil && err == nil
+	}
+	return false
+}
+
+// swapProgram puts this process's program on a's hook in place of what an
+// earlier process attached: a link update for tcx and XDP, a filter
+// replacement for tc. Either is atomic in the kernel.
+func (m *Manager) swapProgram(a *attached, d bpf.Direction) error {
+	name := programFor(a.Hooks[d], d)
+	prog := m.objs.Program(name)
+	if prog == nil {
+		// This process does not count that direction.
+		return m.detachHook(a, d)
+	}
+	owned := a.owned[d]
+	owned.ProgramID = m.objs.ProgramID(name)
+	var err error
+	switch a.Hooks[d] {
+	case bpf.HookTCX, bpf.HookXDP:
+		err = a.links[d].Update(prog)
+	case bpf.HookTC:
+		err = replaceTC(a.Index, d, owned, prog, name)
+	}
+	if err != nil {
+		return fmt.Errorf("%s: put this ebpfnet's program on the %s %s hook: %w", a.Name, d, a.Hooks[d], err)
+	}
+	a.owned[d] = owned
 	return nil
+}
+
+// removeStrayLinkPins removes link pins that no row accounts for, which
+// detaches their links.
+func (m *Manager) removeStrayLinkPins() error {
+	dir := filepath.Join(m.opts.PinPath, "links")
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("pinned links: %w", err)
+	}
+	keep := map[string]bool{}
+	for _, a := range m.byIndex {
+		for d, l := range a.links {
+			if l != nil {
+				keep[filepath.Base(m.linkPath(a.Index, bpf.Direction(d)))] = true
+			}
+		}
+	}
+	var errs []error
+	for _, e := range entries {
+		if !keep[e.Name()] {
+			errs = append(errs, os.Remove(filepath.Join(dir, e.Name())))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // Attach starts counting on the interface, if it is not counted already.
@@ -264,6 +378,10 @@ func (m *Manager) Detach(index int) error {
 func (m *Manager) AppendAttached(dst []Interface) []Interface {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	return m.appendAttached(dst)
+}
+
+func (m *Manager) appendAttached(dst []Interface) []Interface {
 	for _, a := range m.slots {
 		if a != nil {
 			dst = append(dst, a.Interface)
@@ -271,6 +389,21 @@ func (m *Manager) AppendAttached(dst []Interface) []Interface {
 	}
 	return dst
 }
+
+// View appends the attached interfaces to dst in row order and calls read
+// with them before any of their rows can be freed or given to another
+// interface: what read reads from those rows belongs to those interfaces.
+func (m *Manager) View(dst []Interface, read func([]Interface) error) ([]Interface, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	dst = m.appendAttached(dst)
+	return dst, read(dst)
+}
+
+// Freed is signalled (without blocking, so one signal may stand for
+// several) when a row is freed, so that an interface refused for want of
+// one can be attached.
+func (m *Manager) Freed() <-chan struct{} { return m.freed }
 
 // CopyErrors writes into dst how many attachments failed, by error type.
 func (m *Manager) CopyErrors(dst map[string]uint64) {
@@ -293,7 +426,7 @@ func (m *Manager) Close() error {
 	var errs []error
 	for _, a := range m.byIndex {
 		for d := range a.Hooks {
-			if m.opts.PinPath != "" {
+			if m.objs.Pinned() {
 				if l := a.links[d]; l != nil {
 					errs = append(errs, l.Close())
 				}
@@ -345,19 +478,25 @@ func Programs(mode string, directions []string) []string {
 	return names
 }
 
-func (m *Manager) attachHook(a *attached, d bpf.Direction) error {
-	hook := m.hookFor(d)
-	name := bpf.ProgramIngress
+// programFor names the program that serves hook in direction d.
+func programFor(hook bpf.Hook, d bpf.Direction) string {
 	switch {
 	case hook == bpf.HookXDP:
-		name = bpf.ProgramXDP
+		return bpf.ProgramXDP
 	case d == bpf.Transmit:
-		name = bpf.ProgramEgress
+		return bpf.ProgramEgress
 	}
+	return bpf.ProgramIngress
+}
+
+func (m *Manager) attachHook(a *attached, d bpf.Direction) error {
+	hook := m.hookFor(d)
+	name := programFor(hook, d)
 	prog := m.objs.Program(name)
 	if prog == nil {
 		return fmt.Errorf("%s %s: program %s not loaded", d, hook, name)
 	}
+	owned := bpf.Owned{ProgramID: m.objs.ProgramID(name)}
 
 	var (
 		l   link.Link
@@ -369,10 +508,10 @@ func (m *Manager) attachHook(a *attached, d bpf.Direction) error {
 		if errors.Is(err, ebpf.ErrNotSupported) && m.opts.Mode == config.AttachAuto {
 			m.log.Info("kernel has no tcx, attaching with tc instead")
 			m.noTCX, hook = true, bpf.HookTC
-			err = attachTC(a.Index, d, prog, name)
+			err = m.attachTC(a, d, owned, prog, name)
 		}
 	case bpf.HookTC:
-		err = attachTC(a.Index, d, prog, name)
+		err = m.attachTC(a, d, owned, prog, name)
 	case bpf.HookXDP:
 		l, err = attachXDP(a.Index, prog)
 	}
@@ -380,16 +519,45 @@ func (m *Manager) attachHook(a *attached, d bpf.Direction) error {
 		m.errs[ErrorAttach]++
 		return fmt.Errorf("%s %s: %w", d, hook, err)
 	}
-	if l != nil && m.opts.PinPath != "" {
+	if l != nil && m.objs.Pinned() {
 		if err := l.Pin(m.linkPath(a.Index, d)); err != nil {
 			l.Close()
 			m.errs[ErrorAttach]++
 			return fmt.Errorf("pin %s link: %w", d, err)
 		}
 	}
+	if hook != bpf.HookTC {
+		a.owned[d] = owned
+	}
 	a.links[d], a.Hooks[d] = l, hook
 	m.log.Debug("attached", "interface", a.Name, "direction", d, "hook", hook)
 	return nil
+}
+
+// attachTC adds our filter at a handle of our own. With pinned state, the
+// row says which filter will be ours before it is added, so that a crash
+// in between leaves nothing a later process cannot find.
+func (m *Manager) attachTC(a *attached, d bpf.Direction, owned bpf.Owned, prog *ebpf.Program, name string) error {
+	owned.TCPriority = tcPriority(d)
+	owned.TCHandle = m.tcHandle
+	for try := 0; ; try++ {
+		a.owned[d], a.Hooks[d] = owned, bpf.HookTC
+		if m.objs.Pinned() {
+			if err := m.writeRow(a); err != nil {
+				return err
+			}
+		}
+		err := attachTC(a.Index, d, owned, prog, name)
+		if err == nil {
+			return nil
+		}
+		a.owned[d], a.Hooks[d] = bpf.Owned{}, bpf.HookNone
+		if !errors.Is(err, unix.EEXIST) || try == 16 {
+			return err
+		}
+		// Another instance has that handle here: take another.
+		owned.TCHandle = randomTCHandle()
+	}
 }
 
 func (m *Manager) detachHook(a *attached, d bpf.Direction) error {
@@ -397,15 +565,15 @@ func (m *Manager) detachHook(a *attached, d bpf.Direction) error {
 	switch a.Hooks[d] {
 	case bpf.HookTCX, bpf.HookXDP:
 		if l := a.links[d]; l != nil {
-			if m.opts.PinPath != "" {
+			if m.objs.Pinned() {
 				err = l.Unpin()
 			}
 			err = errors.Join(err, l.Close())
 		}
 	case bpf.HookTC:
-		err = detachTC(a.Index, d)
+		err = detachTC(a.Index, d, a.owned[d])
 	}
-	a.links[d], a.Hooks[d] = nil, bpf.HookNone
+	a.links[d], a.Hooks[d], a.owned[d] = nil, bpf.HookNone, bpf.Owned{}
 	return err
 }
 
@@ -419,10 +587,15 @@ func (m *Manager) release(a *attached) error {
 	if row, _, serr := m.objs.Slot(a.Index); serr != nil || row == a.Slot {
 		err = errors.Join(serr, m.objs.SetSlot(a.Index, 0, bpf.LinkUnused))
 	}
-	return errors.Join(err,
+	err = errors.Join(err,
 		m.objs.ResetCounters(a.Slot),
 		m.objs.WriteInterface(a.Slot, &bpf.Interface{}),
 	)
+	select {
+	case m.freed <- struct{}{}:
+	default:
+	}
+	return err
 }
 
 func (m *Manager) writeRow(a *attached) error {
@@ -431,6 +604,7 @@ func (m *Manager) writeRow(a *attached) error {
 		Hooks:         a.Hooks,
 		Layout:        bpf.Layout,
 		StartUnixNano: uint64(a.Start.UnixNano()),
+		Owned:         a.owned,
 	}
 	row.SetName(a.Name)
 	return m.objs.WriteInterface(a.Slot, &row)

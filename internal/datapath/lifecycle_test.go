@@ -332,12 +332,8 @@ func TestPinnedStateOutlivesTheProcess(t *testing.T) {
 		mode string
 		pin  func(t *testing.T) string
 	}{
-		// A directory that is not on a BPF filesystem: ebpfnet mounts one.
-		{config.AttachTCX, func(t *testing.T) string {
-			dir := filepath.Join(t.TempDir(), "pins")
-			t.Cleanup(func() { _ = unix.Unmount(dir, unix.MNT_DETACH) })
-			return dir
-		}},
+		// A directory that does not exist yet, two levels down.
+		{config.AttachTCX, func(t *testing.T) string { return "/sys/fs/bpf/ebpfnet-pin-tcx/node" }},
 		{config.AttachTC, func(t *testing.T) string { return "/sys/fs/bpf/ebpfnet-pin-tc" }},
 		{config.AttachXDP, func(t *testing.T) string { return "/sys/fs/bpf/ebpfnet-pin-xdp" }},
 	} {
@@ -399,6 +395,12 @@ func TestPinnedStateOutlivesTheProcess(t *testing.T) {
 				t.Errorf("bpftool dump of counters (%v) lacks named classes:\n%.2000s", err, out)
 			}
 
+			// One owner at a time.
+			if _, err := Open(cfg, nil); !errors.Is(err, bpf.ErrPinInUse) || !strings.Contains(err.Error(), fmt.Sprintf("PID %d", os.Getpid())) {
+				t.Errorf("second open of a pin path in use: %v; want it refused naming PID %d", err, os.Getpid())
+			}
+			second.Close()
+
 			// A different map size is a different layout: refused, clearly.
 			other := cfg
 			other.MaxInterfaces = 7
@@ -407,7 +409,6 @@ func TestPinnedStateOutlivesTheProcess(t *testing.T) {
 			}
 
 			// Unpinning lets the kernel detach the links.
-			second.Close()
 			unpin(t, cfg.PinPath)
 			if tc.mode != config.AttachTC {
 				for i := 0; i < 100 && len(testenv.Attachments(t, p.LocalIndex)) > 0; i++ {
@@ -492,40 +493,6 @@ func unpin(t testing.TB, dir string) {
 		if err := os.RemoveAll(filepath.Join(dir, name)); err != nil {
 			t.Errorf("unpin: %v", err)
 		}
-	}
-}
-
-// A filter a crashed ebpfnet left behind at another priority is removed
-// when tc mode attaches; others' filters are left alone.
-func TestStaleTCFiltersAreRemoved(t *testing.T) {
-	testenv.Privileged(t)
-	p := testenv.NewPair(t, "stale0")
-	old, err := bpf.Load(bpf.Options{MaxInterfaces: 1, Programs: []string{bpf.ProgramIngress}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer old.Close()
-	prog := old.Program(bpf.ProgramIngress)
-	if err := netlink.QdiscAdd(&netlink.GenericQdisc{
-		QdiscAttrs: netlink.QdiscAttrs{LinkIndex: p.LocalIndex, Handle: netlink.MakeHandle(0xffff, 0), Parent: netlink.HANDLE_CLSACT},
-		QdiscType:  "clsact",
-	}); err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range []*netlink.BpfFilter{
-		{FilterAttrs: netlink.FilterAttrs{LinkIndex: p.LocalIndex, Parent: netlink.HANDLE_MIN_INGRESS, Handle: 7, Protocol: unix.ETH_P_ALL, Priority: 9},
-			Fd: prog.FD(), Name: "ebpfnet_ingress", DirectAction: true},
-		{FilterAttrs: netlink.FilterAttrs{LinkIndex: p.LocalIndex, Parent: netlink.HANDLE_MIN_INGRESS, Handle: 8, Protocol: unix.ETH_P_ALL, Priority: 10},
-			Fd: prog.FD(), Name: "someone_else", DirectAction: true},
-	} {
-		if err := netlink.FilterAdd(f); err != nil {
-			t.Fatal(err)
-		}
-	}
-	open(t, cfgFor(config.AttachTC, p.Local))
-	got := strings.Join(testenv.Attachments(t, p.LocalIndex), " ")
-	if strings.Count(got, "tc-ingress:ebpfnet_ingress") != 1 || !strings.Contains(got, "tc-ingress:someone_else") {
-		t.Errorf("hooks after attach: %s; want one ebpfnet_ingress and someone_else kept", got)
 	}
 }
 

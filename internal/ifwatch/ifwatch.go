@@ -90,8 +90,15 @@ func (w *Watcher) sync() (int, error) {
 func (w *Watcher) loop(updates <-chan netlink.LinkUpdate) {
 	defer w.wg.Done()
 	for {
-		for u := range updates {
-			w.handle(u)
+		for open := true; open; {
+			select {
+			case u, ok := <-updates:
+				if open = ok; ok {
+					w.handle(u)
+				}
+			case <-w.mgr.Freed():
+				w.retryFull()
+			}
 		}
 		// The subscription ended: Close, or a receive error such as
 		// ENOBUFS after a burst of events. Then events were lost, so
@@ -130,10 +137,35 @@ func (w *Watcher) handle(u netlink.LinkUpdate) {
 		err = w.attach(linkOf(a))
 	default:
 		// Renamed to a name that is not selected, or never selected.
+		delete(w.full, a.Index)
 		err = w.mgr.Detach(a.Index)
 	}
 	if err != nil {
 		w.log.Warn("interface", "interface", a.Name, "error", err)
+	}
+}
+
+// retryFull attaches the interfaces refused for want of a row, now that
+// one is free, as they are now (they may have been renamed meanwhile).
+func (w *Watcher) retryFull() {
+	for index := range w.full {
+		l, err := netlink.LinkByIndex(index)
+		if err != nil {
+			delete(w.full, index)
+			continue
+		}
+		a := l.Attrs()
+		if !w.match.Match(a.Name) {
+			delete(w.full, index)
+			continue
+		}
+		if err := w.mgr.Attach(linkOf(a)); err == nil {
+			delete(w.full, index)
+			w.log.Info("counting interface refused earlier: a row is free", "interface", a.Name)
+		} else if !errors.Is(err, attach.ErrFull) {
+			delete(w.full, index)
+			w.log.Warn("interface", "interface", a.Name, "error", err)
+		}
 	}
 }
 
@@ -144,6 +176,9 @@ func linkOf(a *netlink.LinkAttrs) attach.Link {
 // attach attaches, and reports an interface over max_interfaces only once.
 func (w *Watcher) attach(l attach.Link) error {
 	err := w.mgr.Attach(l)
+	if err == nil {
+		delete(w.full, l.Index)
+	}
 	if errors.Is(err, attach.ErrFull) {
 		if !w.full[l.Index] {
 			w.full[l.Index] = true

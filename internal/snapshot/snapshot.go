@@ -48,18 +48,24 @@ func NewReader(objs *bpf.Objects) *Reader {
 }
 
 // Read fills dst with the counters of the interfaces mgr has attached,
-// reusing dst's slice. One batch syscall reads all of them.
+// reusing dst's slice. One batch syscall reads all of them, while mgr
+// keeps every row with its interface: a row freed and given to another
+// interface meanwhile would pair one interface's name and start time with
+// the other's counts.
 func (r *Reader) Read(mgr *attach.Manager, dst *Snapshot) error {
-	r.attached = mgr.AppendAttached(r.attached[:0])
-	rows := 0
-	if n := len(r.attached); n > 0 {
-		rows = int(r.attached[n-1].Slot) + 1
-	}
-	if cap(r.rows) < rows {
-		r.rows = make([]bpf.Counters, rows)
-	}
-	r.rows = r.rows[:rows]
-	if err := r.objs.ReadCounters(r.rows); err != nil {
+	var err error
+	r.attached, err = mgr.View(r.attached[:0], func(attached []attach.Interface) error {
+		rows := 0
+		if n := len(attached); n > 0 {
+			rows = int(attached[n-1].Slot) + 1
+		}
+		if cap(r.rows) < rows {
+			r.rows = make([]bpf.Counters, rows)
+		}
+		r.rows = r.rows[:rows]
+		return r.objs.ReadCounters(r.rows)
+	})
+	if err != nil {
 		return err
 	}
 	dst.Time = time.Now()

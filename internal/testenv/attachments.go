@@ -15,47 +15,71 @@ import (
 func Attachments(t testing.TB, index int) []string {
 	t.Helper()
 	var out []string
-	name := func(id ebpf.ProgramID) string {
-		p, err := ebpf.NewProgramFromID(id)
-		if err != nil {
-			return fmt.Sprintf("id-%d", id)
-		}
-		defer p.Close()
-		info, err := p.Info()
-		if err != nil {
-			return fmt.Sprintf("id-%d", id)
-		}
-		return info.Name
+	for _, a := range AttachedPrograms(t, index) {
+		out = append(out, a.Hook+":"+a.Name)
 	}
-	for hook, at := range map[string]ebpf.AttachType{"tcx-ingress": ebpf.AttachTCXIngress, "tcx-egress": ebpf.AttachTCXEgress} {
+	return out
+}
+
+// Attached is one program on one of an interface's hooks.
+type Attached struct {
+	Hook   string // tcx-ingress, tcx-egress, tc-ingress, tc-egress or xdp
+	ID     ebpf.ProgramID
+	Name   string
+	Tag    string
+	Handle uint32 // tc only
+}
+
+// AttachedPrograms lists the programs on the interface's tcx, tc and XDP
+// hooks, read back from the kernel.
+func AttachedPrograms(t testing.TB, index int) []Attached {
+	t.Helper()
+	var out []Attached
+	add := func(hook string, id ebpf.ProgramID, handle uint32) {
+		a := Attached{Hook: hook, ID: id, Handle: handle, Name: fmt.Sprintf("id-%d", id)}
+		if p, err := ebpf.NewProgramFromID(id); err == nil {
+			if info, err := p.Info(); err == nil {
+				a.Name, a.Tag = info.Name, info.Tag
+			}
+			p.Close()
+		}
+		out = append(out, a)
+	}
+	for _, hook := range []struct {
+		name string
+		at   ebpf.AttachType
+	}{{"tcx-ingress", ebpf.AttachTCXIngress}, {"tcx-egress", ebpf.AttachTCXEgress}} {
 		if !HasTCX() {
 			break
 		}
-		res, err := link.QueryPrograms(link.QueryOptions{Target: index, Attach: at})
+		res, err := link.QueryPrograms(link.QueryOptions{Target: index, Attach: hook.at})
 		if err != nil {
-			t.Fatalf("query %s on %d: %v", hook, index, err)
+			t.Fatalf("query %s on %d: %v", hook.name, index, err)
 		}
 		for _, p := range res.Programs {
-			out = append(out, hook+":"+name(p.ID))
+			add(hook.name, p.ID, 0)
 		}
 	}
 	l, err := netlink.LinkByIndex(index)
 	if err != nil {
 		t.Fatalf("link %d: %v", index, err)
 	}
-	for hook, parent := range map[string]uint32{"tc-ingress": netlink.HANDLE_MIN_INGRESS, "tc-egress": netlink.HANDLE_MIN_EGRESS} {
-		filters, err := netlink.FilterList(l, parent)
+	for _, hook := range []struct {
+		name   string
+		parent uint32
+	}{{"tc-ingress", netlink.HANDLE_MIN_INGRESS}, {"tc-egress", netlink.HANDLE_MIN_EGRESS}} {
+		filters, err := netlink.FilterList(l, hook.parent)
 		if err != nil {
 			continue // no clsact qdisc
 		}
 		for _, f := range filters {
 			if bf, ok := f.(*netlink.BpfFilter); ok {
-				out = append(out, hook+":"+bf.Name)
+				add(hook.name, ebpf.ProgramID(bf.Id), bf.Handle)
 			}
 		}
 	}
 	if x := l.Attrs().Xdp; x != nil && x.Attached {
-		out = append(out, "xdp:"+name(ebpf.ProgramID(x.ProgId)))
+		add("xdp", ebpf.ProgramID(x.ProgId), 0)
 	}
 	return out
 }

@@ -67,6 +67,12 @@ func (p *Pair) SendUDPOnCPUs(t testing.TB, cpus []int, n, payload int) {
 	}
 }
 
+// TrySendUDP is SendUDP for a goroutine other than the test's: it returns
+// the error instead of failing the test.
+func (p *Pair) TrySendUDP(v6, fromPeer bool, n, payload int) error {
+	return p.sendUDP(v6, fromPeer, n, payload)
+}
+
 func (p *Pair) sendUDP(v6, fromPeer bool, n, payload int) error {
 	local, peer := LocalIPv4, PeerIPv4
 	if v6 {
