@@ -3,13 +3,13 @@
 #
 # Boots Debian's linux-image-6.1.0-*-cloud-amd64 under qemu (TCG: these
 # machines have no KVM) from an initramfs holding busybox-static, the
-# modules the tests need from that package, bpftool, setpriv and wg with
+# modules the tests need from that package, bpftool, setpriv, unshare and wg with
 # their libraries, and the statically built test binaries. /init (init.sh)
 # runs them and prints one result line per binary; this script turns those
 # into its exit code. Everything it downloads or builds stays in
 # build/vmtest, so a second run only rebuilds the test binaries.
 #
-# Needs: qemu-system-x86, busybox-static, bpftool, util-linux (setpriv),
+# Needs: qemu-system-x86, busybox-static, bpftool, util-linux (setpriv, unshare),
 # apt (to fetch the kernel and wireguard-tools packages), go. VMTEST_PACKAGES
 # (default: bpf internal/datapath cmd/ebpfnet) picks the packages to test.
 set -euo pipefail
@@ -72,6 +72,7 @@ copy_with_libs() {
 }
 copy_with_libs "$(command -v bpftool)" /usr/sbin/bpftool
 copy_with_libs "$(command -v setpriv)" /usr/bin/setpriv
+copy_with_libs "$(command -v unshare)" /usr/bin/unshare
 copy_with_libs "pkg/wireguard-tools/usr/bin/wg" /usr/bin/wg
 echo 'root:x:0:0:root:/:/bin/sh' >rootfs/etc/passwd
 echo 'nobody:x:65534:65534:nobody:/:/bin/false' >>rootfs/etc/passwd
@@ -81,6 +82,8 @@ echo 'nobody:x:65534:65534:nobody:/:/bin/false' >>rootfs/etc/passwd
 	cd "$root"
 	export CGO_ENABLED=0
 	go build -o "$work/rootfs/bin/ebpfnet" ./cmd/ebpfnet
+	# The upgrade test's older build: programs that differ by one instruction.
+	go build -tags ebpfnet_variant -o "$work/rootfs/bin/ebpfnet-variant" ./cmd/ebpfnet
 	for pkg in ${VMTEST_PACKAGES:-bpf internal/datapath cmd/ebpfnet}; do
 		go test -c -o "$work/rootfs/tests/$(basename "$pkg").test" "./$pkg"
 	done
