@@ -109,6 +109,7 @@ type Objects struct {
 	progs      map[string]*ebpf.Program
 	progIDs    map[string]uint32
 	lock       *os.File // held on the pin path for the Objects' life
+	pinned     bool
 
 	readMu   sync.Mutex // guards the buffers ReadCounters reuses
 	perCPU   []Counters
@@ -181,6 +182,7 @@ func Load(opts Options) (_ *Objects, err error) {
 		progs:      map[string]*ebpf.Program{},
 		progIDs:    map[string]uint32{},
 		lock:       lock,
+		pinned:     lock != nil,
 	}
 	for name := range progs {
 		o.progs[name] = coll.DetachProgram(name)
@@ -215,7 +217,7 @@ func (o *Objects) Program(name string) *ebpf.Program { return o.progs[name] }
 func (o *Objects) ProgramID(name string) uint32 { return o.progIDs[name] }
 
 // Pinned reports whether the maps are pinned.
-func (o *Objects) Pinned() bool { return o.lock != nil }
+func (o *Objects) Pinned() bool { return o.pinned }
 
 // MaxInterfaces is the number of counter rows.
 func (o *Objects) MaxInterfaces() int { return int(o.counters.MaxEntries()) }
