@@ -62,8 +62,9 @@ func lockHolder(path string) string {
 	return unknown
 }
 
-// bpffsRoot is where a BPF filesystem is conventionally mounted.
-const bpffsRoot = "/sys/fs/bpf"
+// bpffsRoot is where a BPF filesystem is conventionally mounted (a
+// variable for the tests, which stand a read-only mount in for sysfs).
+var bpffsRoot = "/sys/fs/bpf"
 
 // ensureBPFFS makes path a directory on a BPF filesystem. Where path is not
 // on one, ebpfnet mounts one, but only where that mount outlives it: the
@@ -78,7 +79,7 @@ func ensureBPFFS(path string) error {
 		}
 		return nil
 	}
-	if why := privateMounts(); why != "" {
+	if why := mountsEndWithUs(); why != "" {
 		return fmt.Errorf("pin_path %s is not on a BPF filesystem, and one ebpfnet mounted would vanish when it exits (%s): mount the host's BPF filesystem there (in Kubernetes, a hostPath volume of /sys/fs/bpf) or choose a path on it", path, why)
 	}
 	target := path
@@ -110,6 +111,9 @@ func nearestExisting(path string) string {
 		path = filepath.Dir(path)
 	}
 }
+
+// mountsEndWithUs is privateMounts, or a stand-in in tests.
+var mountsEndWithUs = privateMounts
 
 // privateMounts says why a mount made by this process would end with it,
 // or "" if it would not: it would when the process is PID 1 (a container's
