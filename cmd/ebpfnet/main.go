@@ -107,7 +107,8 @@ func serve(ctx context.Context, s *settings, stdout io.Writer, log *slog.Logger)
 		return fmt.Errorf("drop capabilities: %w", err)
 	}
 
-	provider := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader), sdkmetric.WithResource(res))
+	provider := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader), sdkmetric.WithResource(res),
+		sdkmetric.WithCardinalityLimit(metrics.CardinalityLimit(s.config.MaxInterfaces)))
 	meter := provider.Meter(metrics.ScopeName, metric.WithInstrumentationVersion(version.Get()))
 	if _, err := metrics.Register(meter, d.Snapshot); err != nil {
 		return err

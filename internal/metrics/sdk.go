@@ -118,3 +118,12 @@ func (c *Collector) Observe(ctx context.Context, o metric.Observer) error {
 	c.duration.Record(ctx, time.Since(start).Seconds())
 	return nil
 }
+
+// CardinalityLimit is the SDK cardinality limit that keeps every series of
+// maxInterfaces interfaces: each can carry every class in both directions,
+// and the SDK keeps one series for its overflow. (The SDK's default, 2000,
+// folds interfaces beyond about 90 with every class into one overflow
+// series.)
+func CardinalityLimit(maxInterfaces int) int {
+	return maxInterfaces*bpf.NumDirections*int(bpf.NumClasses) + 1
+}
