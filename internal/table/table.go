@@ -116,7 +116,11 @@ func (e *Exporter) Export(_ context.Context, rm *metricdata.ResourceMetrics) err
 	elapsed := now.Sub(e.at).Seconds()
 	head := fmt.Sprintf("ebpfnet %s", now.Format("2006-01-02 15:04:05"))
 	if attached >= 0 {
-		head += fmt.Sprintf("  %d interfaces attached", attached)
+		noun := "interfaces"
+		if attached == 1 {
+			noun = "interface"
+		}
+		head += fmt.Sprintf("  %d %s attached", attached, noun)
 	}
 	if e.last != nil {
 		head += fmt.Sprintf("  rates over the last %.0fs", elapsed)

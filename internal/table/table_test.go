@@ -72,3 +72,17 @@ func TestTable(t *testing.T) {
 		}
 	}
 }
+
+// One interface is "1 interface".
+func TestTableSingular(t *testing.T) {
+	var out bytes.Buffer
+	one := &metricdata.ResourceMetrics{ScopeMetrics: []metricdata.ScopeMetrics{{Metrics: []metricdata.Metrics{
+		{Name: metrics.InterfacesAttached.Name, Data: metricdata.Gauge[int64]{DataPoints: []metricdata.DataPoint[int64]{{Value: 1}}}},
+	}}}}
+	if err := New(&out).Export(context.Background(), one); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "  1 interface attached") {
+		t.Errorf("table:\n%s", out.String())
+	}
+}
