@@ -542,14 +542,14 @@ func (m *Manager) attachTC(a *attached, d bpf.Direction, owned bpf.Owned, prog *
 	owned.TCHandle = m.tcHandle
 	for try := 0; ; try++ {
 		a.owned[d], a.Hooks[d] = owned, bpf.HookTC
+		var err error
 		if m.objs.Pinned() {
-			if err := m.writeRow(a); err != nil {
-				return err
-			}
+			err = m.writeRow(a)
 		}
-		err := attachTC(a.Index, d, owned, prog, name)
 		if err == nil {
-			return nil
+			if err = attachTC(a.Index, d, owned, prog, name); err == nil {
+				return nil
+			}
 		}
 		a.owned[d], a.Hooks[d] = bpf.Owned{}, bpf.HookNone
 		if !errors.Is(err, unix.EEXIST) || try == 16 {
