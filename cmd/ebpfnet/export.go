@@ -10,29 +10,48 @@ import (
 	"time"
 
 	"go.opentelemetry.io/contrib/exporters/autoexport"
+	"go.opentelemetry.io/otel/exporters/otlp/otlpmetric/otlpmetricgrpc"
+	"go.opentelemetry.io/otel/exporters/otlp/otlpmetric/otlpmetrichttp"
+	"go.opentelemetry.io/otel/exporters/stdout/stdoutmetric"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/resource"
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 
 	"github.com/ebpfnet/ebpfnet/internal/datapath"
+	"github.com/ebpfnet/ebpfnet/internal/metrics"
 	"github.com/ebpfnet/ebpfnet/internal/snapshot"
 	"github.com/ebpfnet/ebpfnet/internal/table"
 )
 
-// newReader builds the metric reader for the chosen exporter. autoexport
-// reads the OTEL_* variables; two of them are set here first so that it
-// follows the sidecar's contract: the interval from --interval, and OTLP
-// over gRPC unless a protocol is given.
-func (s *settings) newReader(ctx context.Context, stdout io.Writer) (sdkmetric.Reader, error) {
-	if s.exporter == "table" {
+// newReader builds the metric reader for the chosen exporter. OTLP and
+// console exporters are made here, each reading its own OTEL_EXPORTER_OTLP_*
+// variables, and wrapped so that every interface's points carry its own
+// start time (starts). Prometheus (whose exposition has no start times)
+// and none come from autoexport, which reads the OTEL_* variables; two of
+// them are set here first so that it follows the sidecar's contract.
+func (s *settings) newReader(ctx context.Context, stdout io.Writer, starts *metrics.StartTimes) (sdkmetric.Reader, error) {
+	var (
+		exp sdkmetric.Exporter
+		err error
+	)
+	switch {
+	case s.exporter == "table":
 		return sdkmetric.NewPeriodicReader(table.New(stdout), sdkmetric.WithInterval(s.interval)), nil
+	case s.exporter == "otlp" && s.protocol == "http/protobuf":
+		exp, err = otlpmetrichttp.New(ctx)
+	case s.exporter == "otlp":
+		exp, err = otlpmetricgrpc.New(ctx)
+	case s.exporter == "console":
+		exp, err = stdoutmetric.New()
+	default:
+		os.Setenv("OTEL_METRIC_EXPORT_INTERVAL", strconv.FormatInt(s.interval.Milliseconds(), 10))
+		os.Setenv("OTEL_METRICS_EXPORTER", s.exporter)
+		return autoexport.NewMetricReader(ctx)
 	}
-	os.Setenv("OTEL_METRIC_EXPORT_INTERVAL", strconv.FormatInt(s.interval.Milliseconds(), 10))
-	os.Setenv("OTEL_METRICS_EXPORTER", s.exporter)
-	if s.protocol != "" {
-		os.Setenv("OTEL_EXPORTER_OTLP_METRICS_PROTOCOL", s.protocol)
+	if err != nil {
+		return nil, err
 	}
-	return autoexport.NewMetricReader(ctx)
+	return sdkmetric.NewPeriodicReader(starts.Exporter(exp), sdkmetric.WithInterval(s.interval)), nil
 }
 
 // resource: service.name ebpfnet unless OTEL_SERVICE_NAME or

@@ -81,7 +81,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 func serve(ctx context.Context, s *settings, stdout io.Writer, log *slog.Logger) error {
 	// The exporter comes first: a bad OTEL_* variable is reported before
 	// anything is loaded into the kernel.
-	reader, err := s.newReader(ctx, stdout)
+	starts := metrics.NewStartTimes()
+	reader, err := s.newReader(ctx, stdout, starts)
 	if err != nil {
 		return err
 	}
@@ -110,7 +111,7 @@ func serve(ctx context.Context, s *settings, stdout io.Writer, log *slog.Logger)
 	provider := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader), sdkmetric.WithResource(res),
 		sdkmetric.WithCardinalityLimit(metrics.CardinalityLimit(s.config.MaxInterfaces)))
 	meter := provider.Meter(metrics.ScopeName, metric.WithInstrumentationVersion(version.Get()))
-	if _, err := metrics.Register(meter, d.Snapshot); err != nil {
+	if _, err := metrics.Register(meter, starts.Source(d.Snapshot)); err != nil {
 		return err
 	}
 	logStart(log, s, d)

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"go.opentelemetry.io/collector/pdata/pmetric"
+
 	"github.com/ebpfnet/ebpfnet/bpf"
 	"github.com/ebpfnet/ebpfnet/internal/otlptest"
 	"github.com/ebpfnet/ebpfnet/internal/testenv"
@@ -214,5 +216,82 @@ func TestPinPathInAPrivateMountNamespaceRefused(t *testing.T) {
 	}
 	if got := testenv.Attachments(t, p.LocalIndex); len(got) != 0 {
 		t.Errorf("attached %v", got)
+	}
+}
+
+// startOf returns the one start time of iface's cumulative points in md,
+// failing if they have more than one, or none.
+func startOf(t *testing.T, md pmetric.Metrics, iface string) time.Time {
+	t.Helper()
+	starts := map[time.Time]bool{}
+	for _, m := range otlptest.Metrics(md) {
+		if m.Name() != otlptest.PacketsMetric && m.Name() != otlptest.BytesMetric {
+			continue
+		}
+		points := m.Sum().DataPoints()
+		for i := range points.Len() {
+			if v, ok := points.At(i).Attributes().Get("network.interface.name"); ok && v.AsString() == iface {
+				starts[points.At(i).StartTimestamp().AsTime()] = true
+			}
+		}
+	}
+	if len(starts) != 1 {
+		t.Fatalf("%s's points have start times %v, want one", iface, starts)
+	}
+	for s := range starts {
+		return s
+	}
+	return time.Time{}
+}
+
+// latestWith waits for an export in which iface's received packets are n.
+func latestWith(t *testing.T, srv *otlptest.Server, iface string, n int64) pmetric.Metrics {
+	t.Helper()
+	waitValues(t, srv, 30*time.Second, func(v map[string]int64) bool {
+		return otlptest.Totals(v, otlptest.PacketsMetric, iface, "receive") == n
+	})
+	md, _ := srv.Latest()
+	return md
+}
+
+// Each interface's cumulative points carry its own start time: its first
+// attach, kept across a restart over pinned state, and a new one when the
+// interface is created again under the same name (its count starting over).
+func TestStartTimesPerInterface(t *testing.T) {
+	testenv.Privileged(t)
+	pin := "/sys/fs/bpf/ebpfnet-start"
+	removePins(t, pin)
+	args := []string{"--interfaces", "start0", "--pin-path", pin, "--interval", "1s"}
+	p := testenv.NewPair(t, "start0")
+
+	srv := otlptest.Start(t, "127.0.0.1:0")
+	first := startSidecar(t, otlpEnv(srv.Addr), args...)
+	waitValues(t, srv, 30*time.Second, attachedIs(1))
+	p.SendUDP(t, false, true, 10, payload)
+	attached := startOf(t, latestWith(t, srv, p.Local, 10), p.Local)
+	if code := first.stop(t, syscall.SIGTERM); code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+
+	// A restart over the pins: the same start, though the process is new.
+	restarted := time.Now()
+	srv2 := otlptest.Start(t, "127.0.0.1:0")
+	second := startSidecar(t, otlpEnv(srv2.Addr), args...)
+	p.SendUDP(t, false, true, 5, payload)
+	if got := startOf(t, latestWith(t, srv2, p.Local, 15), p.Local); !got.Equal(attached) || !got.Before(restarted) {
+		t.Errorf("start after the restart %v, want the first attach's %v", got, attached)
+	}
+
+	// The interface created again under the same name: a new series.
+	p.Close()
+	waitValues(t, srv2, 30*time.Second, attachedIs(0))
+	q := testenv.NewPair(t, "start0")
+	waitValues(t, srv2, 30*time.Second, attachedIs(1))
+	q.SendUDP(t, false, true, 3, payload)
+	if got := startOf(t, latestWith(t, srv2, q.Local, 3), q.Local); !got.After(attached) || !got.After(restarted) {
+		t.Errorf("start of the re-created interface %v, want one after the first's %v and the restart", got, attached)
+	}
+	if code := second.stop(t, syscall.SIGTERM); code != 0 {
+		t.Errorf("exit %d", code)
 	}
 }
