@@ -9,11 +9,15 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/google/uuid"
+	"go.opentelemetry.io/collector/pdata/pcommon"
 
 	"github.com/ebpfnet/ebpfnet/internal/otlptest"
 	"github.com/ebpfnet/ebpfnet/internal/testenv"
@@ -444,5 +448,77 @@ func TestMakeRun(t *testing.T) {
 		case <-deadline:
 			t.Fatalf("no table row with 10 UDP packets for %s; output:\n%s", p.Local, strings.Join(table, "\n"))
 		}
+	}
+}
+
+// resourceOf returns the resource attributes of the latest export.
+func resourceOf(t *testing.T, srv *otlptest.Server) map[string]string {
+	t.Helper()
+	md, _ := srv.Latest()
+	out := map[string]string{}
+	md.ResourceMetrics().At(0).Resource().Attributes().Range(func(k string, v pcommon.Value) bool {
+		out[k] = v.AsString()
+		return true
+	})
+	return out
+}
+
+// service.instance.id is there without being set: the same across
+// restarts, different in another network namespace (another pod), and the
+// user's where OTEL_RESOURCE_ATTRIBUTES sets one. host.id is the machine-id.
+func TestInstanceIdentity(t *testing.T) {
+	testenv.Privileged(t)
+	p := testenv.NewPair(t, "ident0")
+	run := func(env ...string) map[string]string {
+		srv := otlptest.Start(t, "127.0.0.1:0")
+		sc := startSidecar(t, append(otlpEnv(srv.Addr), env...), "--interfaces", p.Local, "--interval", "1s")
+		waitValues(t, srv, 30*time.Second, attachedIs(1))
+		res := resourceOf(t, srv)
+		if code := sc.stop(t, syscall.SIGTERM); code != 0 {
+			t.Fatalf("exit %d", code)
+		}
+		return res
+	}
+	first, again := run(), run()
+	id := first["service.instance.id"]
+	if _, err := uuid.Parse(id); err != nil || again["service.instance.id"] != id {
+		t.Errorf("service.instance.id %q, then %q after a restart: want one UUID", id, again["service.instance.id"])
+	}
+	if machineID, err := os.ReadFile("/etc/machine-id"); err == nil {
+		if got := first["host.id"]; got != strings.TrimSpace(string(machineID)) {
+			t.Errorf("host.id %q, want the machine-id %q", got, strings.TrimSpace(string(machineID)))
+		}
+	}
+	if mine := run("OTEL_RESOURCE_ATTRIBUTES=service.instance.id=edge-7"); mine["service.instance.id"] != "edge-7" {
+		t.Errorf("service.instance.id %q, want the user's edge-7", mine["service.instance.id"])
+	}
+
+	// Another network namespace is another instance. It cannot reach this
+	// namespace's OTLP endpoint: the console exporter prints the resource.
+	other := testenv.NewNetns(t)
+	var out syncBuffer
+	err := testenv.RunIn(other, func() error {
+		cmd := exec.Command(binary(t), "--interfaces", "none", "--interval", "1s")
+		cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "OTEL_METRICS_EXPORTER=console"}
+		cmd.Stdout = &out
+		if err := cmd.Start(); err != nil {
+			return err
+		}
+		defer func() { _ = cmd.Process.Signal(syscall.SIGTERM); _ = cmd.Wait() }()
+		deadline := time.Now().Add(30 * time.Second)
+		for !strings.Contains(out.String(), "service.instance.id") && time.Now().Before(deadline) {
+			time.Sleep(50 * time.Millisecond)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`"Key":"service.instance.id","Value":\{"Type":"STRING","Value":"([^"]+)"`).FindStringSubmatch(out.String())
+	if m == nil {
+		t.Fatalf("no service.instance.id in the console output:\n%.2000s", out.String())
+	}
+	if m[1] == id {
+		t.Errorf("another network namespace got the same service.instance.id %s", id)
 	}
 }
