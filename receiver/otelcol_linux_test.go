@@ -117,7 +117,9 @@ func scrape(addr string) (map[string]int64, error) {
 		var kv []string
 		for _, l := range strings.Split(labels, ",") {
 			k, v, ok := strings.Cut(l, "=")
-			if ok && !strings.HasPrefix(k, "otel_scope_") && k != "job" && k != "instance" {
+			// The series' own labels; not the resource's (host_name, ...),
+			// job, instance or the scope's.
+			if ok && (strings.HasPrefix(k, "network_") || k == "error_type") {
 				kv = append(kv, k+"="+strings.Trim(v, `"`))
 			}
 		}
@@ -158,6 +160,7 @@ func TestCustomCollectorEndToEnd(t *testing.T) {
 	fromSidecar := otlptest.Start(t, "127.0.0.1:0")
 	prom := freePort(t)
 	col := start(t, []string{
+		"HOST_NAME=node-col0",
 		"EBPFNET_INCLUDE=" + p.Local,
 		"EBPFNET_COLLECTION_INTERVAL=1s",
 		"PROMETHEUS_ENDPOINT=" + prom,
@@ -213,6 +216,13 @@ func TestCustomCollectorEndToEnd(t *testing.T) {
 	// and values, and the same counts.
 	c, _ := fromCollector.Latest()
 	s, _ := fromSidecar.Latest()
+	// The receiver sets no identity; agent.yaml's resource processor does.
+	res := c.ResourceMetrics().At(0).Resource().Attributes()
+	for key, want := range map[string]string{"host.name": "node-col0", "service.instance.id": "node-col0", "service.name": "ebpfnet", "os.type": "linux"} {
+		if v, ok := res.Get(key); !ok || v.AsString() != want {
+			t.Errorf("collector resource %s = %q, want %q", key, v.AsString(), want)
+		}
+	}
 	if a, b := describe(c), describe(s); a != b {
 		t.Errorf("the receiver and the sidecar differ:\nreceiver:\n%s\nsidecar:\n%s", a, b)
 	}

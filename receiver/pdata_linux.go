@@ -16,7 +16,6 @@ import (
 const ScopeName = "github.com/ebpfnet/ebpfnet/receiver"
 
 type resourceInfo struct {
-	host    string
 	started time.Time // the receiver's start: for its own counters
 }
 
@@ -26,11 +25,10 @@ type resourceInfo struct {
 // interface: attach time, or the time kept with pinned state.
 func toMetrics(s *snapshot.Snapshot, r resourceInfo, now pcommon.Timestamp, took time.Duration) pmetric.Metrics {
 	md := pmetric.NewMetrics()
+	// No resource attributes: as with other Collector receivers, identity
+	// (host.name, host.id, service.*) is the resourcedetection and
+	// resource processors' job (examples/otelcol/agent.yaml).
 	rm := md.ResourceMetrics().AppendEmpty()
-	res := rm.Resource().Attributes()
-	res.PutStr("service.name", "ebpfnet")
-	res.PutStr("host.name", r.host)
-	res.PutStr("os.type", "linux")
 	sm := rm.ScopeMetrics().AppendEmpty()
 	sm.Scope().SetName(ScopeName)
 	sm.Scope().SetVersion(version.Get())

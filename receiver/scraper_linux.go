@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"os"
 	"sync"
 	"time"
 
@@ -28,12 +27,10 @@ type ebpfScraper struct {
 	d       *datapath.Datapath
 	snap    snapshot.Snapshot
 	started time.Time
-	host    string
 }
 
 func newScraper(cfg *Config, set receiver.Settings) (*ebpfScraper, error) {
-	host, _ := os.Hostname()
-	return &ebpfScraper{cfg: cfg, log: slog.New(zapslog.NewHandler(set.Logger.Core())), host: host}, nil
+	return &ebpfScraper{cfg: cfg, log: slog.New(zapslog.NewHandler(set.Logger.Core()))}, nil
 }
 
 func (s *ebpfScraper) start(context.Context, component.Host) error {
@@ -69,5 +66,5 @@ func (s *ebpfScraper) scrape(context.Context) (pmetric.Metrics, error) {
 	if err := s.d.Snapshot(&s.snap); err != nil {
 		return pmetric.NewMetrics(), err
 	}
-	return toMetrics(&s.snap, resourceInfo{host: s.host, started: s.started}, pcommon.NewTimestampFromTime(s.snap.Time), time.Since(begin)), nil
+	return toMetrics(&s.snap, resourceInfo{started: s.started}, pcommon.NewTimestampFromTime(s.snap.Time), time.Since(begin)), nil
 }
