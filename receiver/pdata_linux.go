@@ -51,6 +51,23 @@ func toMetrics(s *snapshot.Snapshot, r resourceInfo, now pcommon.Timestamp, took
 		}
 	})
 
+	netErrors := newSum(sm, metrics.Errors)
+	netDropped := newSum(sm, metrics.Dropped)
+	metrics.EachKernel(s, func(i *snapshot.Interface, d bpf.Direction, k snapshot.KernelStats) {
+		start := pcommon.NewTimestampFromTime(i.Start)
+		for _, p := range []struct {
+			dps pmetric.NumberDataPointSlice
+			v   uint64
+		}{{netErrors, k.Errors}, {netDropped, k.Dropped}} {
+			dp := p.dps.AppendEmpty()
+			dp.SetStartTimestamp(start)
+			dp.SetTimestamp(now)
+			dp.SetIntValue(int64(p.v))
+			dp.Attributes().PutStr(string(metrics.AttrInterface), i.Name)
+			dp.Attributes().PutStr(string(metrics.AttrDirection), d.String())
+		}
+	})
+
 	attached := newMetric(sm, metrics.InterfacesAttached).SetEmptyGauge().DataPoints().AppendEmpty()
 	attached.SetTimestamp(now)
 	attached.SetIntValue(int64(len(s.Interfaces)))

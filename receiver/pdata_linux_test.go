@@ -29,8 +29,9 @@ func TestScrapeGolden(t *testing.T) {
 	b[bpf.Transmit][bpf.ClassIPv6ICMP] = bpf.Count{Packets: 4, Bytes: 360}
 	s := snapshot.Snapshot{
 		Interfaces: []snapshot.Interface{
-			{Name: "veth0", Index: 5, Start: start0, Counters: a},
-			{Name: "veth1", Index: 6, Start: start0.Add(time.Minute), Counters: b},
+			{Name: "veth0", Index: 5, Start: start0, Counters: a, KernelOK: true,
+				Kernel: [bpf.NumDirections]snapshot.KernelStats{{Errors: 1, Dropped: 2}, {Errors: 0, Dropped: 3}}},
+			{Name: "veth1", Index: 6, Start: start0.Add(time.Minute), Counters: b, KernelOK: true},
 		},
 		AttachErrors: map[string]uint64{"max_interfaces": 4},
 	}

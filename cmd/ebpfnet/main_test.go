@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/vishvananda/netlink"
 	"go.opentelemetry.io/collector/pdata/pcommon"
 
 	"github.com/ebpfnet/ebpfnet/internal/otlptest"
@@ -521,4 +522,53 @@ func TestInstanceIdentity(t *testing.T) {
 	if m[1] == id {
 		t.Errorf("another network namespace got the same service.instance.id %s", id)
 	}
+}
+
+// Errors and drops come from the kernel's own interface statistics, per
+// interface and direction, and exist from attach on: an idle interface is
+// visible before it has counted a frame.
+func TestErrorsAndDropsFromTheKernel(t *testing.T) {
+	testenv.Privileged(t)
+	srv := otlptest.Start(t, "127.0.0.1:0")
+	p := testenv.NewPair(t, "drops0")
+	startSidecar(t, otlpEnv(srv.Addr), "--interfaces", p.Local, "--interval", "1s")
+	key := func(metric, dir string) string {
+		return otlptest.Key(metric, "network.interface.name="+p.Local, "network.io.direction="+dir)
+	}
+	const errorsMetric, droppedMetric = "system.network.errors", "system.network.packet.dropped"
+	idle := waitValues(t, srv, 30*time.Second, attachedIs(1))
+	for _, dir := range []string{"receive", "transmit"} {
+		for _, m := range []string{errorsMetric, droppedMetric} {
+			if _, ok := idle[key(m, dir)]; !ok {
+				t.Errorf("idle interface has no %s", key(m, dir))
+			}
+		}
+		if n := otlptest.Totals(idle, packetsMetric, p.Local, dir); n != 0 {
+			t.Errorf("idle interface counted %d %s packets", n, dir)
+		}
+	}
+
+	// With the peer down, veth drops what it is given to transmit.
+	if err := testenv.RunIn(p.PeerNS, func() error {
+		l, err := netlink.LinkByIndex(p.PeerIndex)
+		if err != nil {
+			return err
+		}
+		return netlink.LinkSetDown(l)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	p.SendRaw(t, false, testenv.Cat(testenv.Eth(0x88b5), make([]byte, 60)), 9)
+	l, err := netlink.LinkByName(p.Local)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := l.Attrs().Statistics
+	if st.TxDropped == 0 {
+		t.Fatalf("the kernel dropped nothing: %+v", st)
+	}
+	waitValues(t, srv, 30*time.Second, func(v map[string]int64) bool {
+		return v[key(droppedMetric, "transmit")] == int64(st.TxDropped) && v[key(droppedMetric, "receive")] == int64(st.RxDropped) &&
+			v[key(errorsMetric, "transmit")] == int64(st.TxErrors) && v[key(errorsMetric, "receive")] == int64(st.RxErrors)
+	})
 }

@@ -24,6 +24,11 @@ var (
 	Packets = Definition{"system.network.packet.count", "{packet}",
 		"Packets (frames) seen on the interface, counted by eBPF."}
 
+	Errors = Definition{"system.network.errors", "{error}",
+		"Errors on the interface, as the kernel counts them in its interface statistics (totals since the interface was created)."}
+	Dropped = Definition{"system.network.packet.dropped", "{packet}",
+		"Packets dropped on the interface, as the kernel counts them in its interface statistics (totals since the interface was created)."}
+
 	InterfacesAttached = Definition{"ebpfnet.interfaces.attached", "{interface}",
 		"Interfaces ebpfnet is attached to and counting on."}
 	AttachErrors = Definition{"ebpfnet.attach.errors", "{error}",
@@ -53,6 +58,21 @@ func Attributes(iface string, d bpf.Direction, c bpf.Class) []attribute.KeyValue
 		kv = append(kv, AttrTransport.String(t))
 	}
 	return kv
+}
+
+// EachKernel calls fn for every attached interface of s and direction
+// whose kernel statistics were read, counted or not: these series exist
+// from attach on, so an idle interface is visible.
+func EachKernel(s *snapshot.Snapshot, fn func(i *snapshot.Interface, d bpf.Direction, k snapshot.KernelStats)) {
+	for n := range s.Interfaces {
+		i := &s.Interfaces[n]
+		if !i.KernelOK {
+			continue
+		}
+		for d, k := range i.Kernel {
+			fn(i, bpf.Direction(d), k)
+		}
+	}
 }
 
 // Each calls fn for every series of s that has counted something: an

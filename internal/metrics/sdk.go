@@ -28,7 +28,7 @@ func Register(meter metric.Meter, src Source) (metric.Registration, error) {
 	if err != nil {
 		return nil, err
 	}
-	return meter.RegisterCallback(c.Observe, c.io, c.packets, c.attached, c.errors)
+	return meter.RegisterCallback(c.Observe, c.io, c.packets, c.netErrors, c.netDropped, c.attached, c.errors)
 }
 
 // NewCollector creates the instruments on meter; its Observe is the
@@ -41,6 +41,12 @@ func NewCollector(meter metric.Meter, src Source) (*Collector, error) {
 		return nil, err
 	}
 	if c.packets, err = meter.Int64ObservableCounter(Packets.Name, metric.WithUnit(Packets.Unit), metric.WithDescription(Packets.Description)); err != nil {
+		return nil, err
+	}
+	if c.netErrors, err = meter.Int64ObservableCounter(Errors.Name, metric.WithUnit(Errors.Unit), metric.WithDescription(Errors.Description)); err != nil {
+		return nil, err
+	}
+	if c.netDropped, err = meter.Int64ObservableCounter(Dropped.Name, metric.WithUnit(Dropped.Unit), metric.WithDescription(Dropped.Description)); err != nil {
 		return nil, err
 	}
 	if c.attached, err = meter.Int64ObservableGauge(InterfacesAttached.Name, metric.WithUnit(InterfacesAttached.Unit), metric.WithDescription(InterfacesAttached.Description)); err != nil {
@@ -57,12 +63,14 @@ func NewCollector(meter metric.Meter, src Source) (*Collector, error) {
 
 // Collector observes one snapshot per collection.
 type Collector struct {
-	src      Source
-	io       metric.Int64ObservableCounter
-	packets  metric.Int64ObservableCounter
-	attached metric.Int64ObservableGauge
-	errors   metric.Int64ObservableCounter
-	duration metric.Float64Gauge
+	src        Source
+	io         metric.Int64ObservableCounter
+	packets    metric.Int64ObservableCounter
+	netErrors  metric.Int64ObservableCounter
+	netDropped metric.Int64ObservableCounter
+	attached   metric.Int64ObservableGauge
+	errors     metric.Int64ObservableCounter
+	duration   metric.Float64Gauge
 
 	snap    snapshot.Snapshot
 	gen     uint64
@@ -73,8 +81,21 @@ type Collector struct {
 // seriesOptions are one interface's attribute sets, made when a series
 // first has data.
 type seriesOptions struct {
-	gen  uint64 // the last collection that saw the interface
-	opts [bpf.NumDirections][bpf.NumClasses][]metric.ObserveOption
+	gen    uint64 // the last collection that saw the interface
+	opts   [bpf.NumDirections][bpf.NumClasses][]metric.ObserveOption
+	kernel [bpf.NumDirections][]metric.ObserveOption // errors and drops
+}
+
+// seriesOf returns the interface's attribute sets, marked as seen in this
+// collection.
+func (c *Collector) seriesOf(name string) *seriesOptions {
+	s := c.series[name]
+	if s == nil {
+		s = &seriesOptions{}
+		c.series[name] = s
+	}
+	s.gen = c.gen
+	return s
 }
 
 // Observe takes a snapshot and observes every series in it.
@@ -85,12 +106,7 @@ func (c *Collector) Observe(ctx context.Context, o metric.Observer) error {
 	}
 	c.gen++
 	Each(&c.snap, func(i *snapshot.Interface, d bpf.Direction, k bpf.Class, n bpf.Count) {
-		s := c.series[i.Name]
-		if s == nil {
-			s = &seriesOptions{}
-			c.series[i.Name] = s
-		}
-		s.gen = c.gen
+		s := c.seriesOf(i.Name)
 		opts := s.opts[d][k]
 		if opts == nil {
 			opts = []metric.ObserveOption{metric.WithAttributeSet(attribute.NewSet(Attributes(i.Name, d, k)...))}
@@ -98,6 +114,16 @@ func (c *Collector) Observe(ctx context.Context, o metric.Observer) error {
 		}
 		o.ObserveInt64(c.packets, int64(n.Packets), opts...)
 		o.ObserveInt64(c.io, int64(n.Bytes), opts...)
+	})
+	EachKernel(&c.snap, func(i *snapshot.Interface, d bpf.Direction, k snapshot.KernelStats) {
+		s := c.seriesOf(i.Name)
+		opts := s.kernel[d]
+		if opts == nil {
+			opts = []metric.ObserveOption{metric.WithAttributeSet(attribute.NewSet(AttrInterface.String(i.Name), AttrDirection.String(d.String())))}
+			s.kernel[d] = opts
+		}
+		o.ObserveInt64(c.netErrors, int64(k.Errors), opts...)
+		o.ObserveInt64(c.netDropped, int64(k.Dropped), opts...)
 	})
 	// Forget interfaces that are gone, so churn does not grow the cache.
 	for name, s := range c.series {

@@ -43,8 +43,8 @@ func (s *StartTimes) Source(src Source) Source {
 	}
 }
 
-// Exporter wraps exp so that the cumulative points of system.network.io
-// and system.network.packet.count carry their interface's start time.
+// Exporter wraps exp so that the cumulative points of the per-interface
+// metrics (io, packets, errors, drops) carry their interface's start time.
 func (s *StartTimes) Exporter(exp sdkmetric.Exporter) sdkmetric.Exporter {
 	return startTimesExporter{Exporter: exp, starts: s}
 }
@@ -67,7 +67,9 @@ func (s *StartTimes) apply(rm *metricdata.ResourceMetrics) {
 			continue
 		}
 		for _, m := range sm.Metrics {
-			if m.Name != IO.Name && m.Name != Packets.Name {
+			switch m.Name {
+			case IO.Name, Packets.Name, Errors.Name, Dropped.Name:
+			default:
 				continue
 			}
 			sum, ok := m.Data.(metricdata.Sum[int64])

@@ -5,6 +5,8 @@ package snapshot
 import (
 	"time"
 
+	"github.com/vishvananda/netlink"
+
 	"github.com/ebpfnet/ebpfnet/bpf"
 	"github.com/ebpfnet/ebpfnet/internal/attach"
 )
@@ -15,6 +17,19 @@ type Interface struct {
 	Index    int
 	Start    time.Time // when counting began: attach time, or kept with pinned state
 	Counters bpf.Counters
+	// Kernel is the kernel's own error and drop counters for the
+	// interface (totals since it was created), read in the same collection;
+	// KernelOK is false where they could not be read (the interface went
+	// away meanwhile).
+	Kernel   [bpf.NumDirections]KernelStats
+	KernelOK bool
+}
+
+// KernelStats are one direction's errors and drops as the kernel counts
+// them in the interface's statistics (rtnl_link_stats64).
+type KernelStats struct {
+	Errors  uint64
+	Dropped uint64
 }
 
 // Snapshot is what ebpfnet counted, as of Time.
@@ -40,6 +55,30 @@ type Reader struct {
 	objs     *bpf.Objects
 	attached []attach.Interface
 	rows     []bpf.Counters
+	kernel   map[int][bpf.NumDirections]KernelStats
+}
+
+// kernelStats reads every interface's error and drop counters in one
+// netlink dump.
+func (r *Reader) kernelStats() (map[int][bpf.NumDirections]KernelStats, error) {
+	links, err := netlink.LinkList()
+	if err != nil {
+		return nil, err
+	}
+	if r.kernel == nil {
+		r.kernel = map[int][bpf.NumDirections]KernelStats{}
+	}
+	clear(r.kernel)
+	for _, l := range links {
+		a := l.Attrs()
+		if st := a.Statistics; st != nil {
+			r.kernel[a.Index] = [bpf.NumDirections]KernelStats{
+				bpf.Receive:  {Errors: st.RxErrors, Dropped: st.RxDropped},
+				bpf.Transmit: {Errors: st.TxErrors, Dropped: st.TxDropped},
+			}
+		}
+	}
+	return r.kernel, nil
 }
 
 // NewReader returns a Reader of objs' counters.
@@ -68,14 +107,18 @@ func (r *Reader) Read(mgr *attach.Manager, dst *Snapshot) error {
 	if err != nil {
 		return err
 	}
+	kernel, kerr := r.kernelStats()
 	dst.Time = time.Now()
 	dst.Interfaces = dst.Interfaces[:0]
 	for _, a := range r.attached {
+		k, ok := kernel[a.Index]
 		dst.Interfaces = append(dst.Interfaces, Interface{
 			Name:     a.Name,
 			Index:    a.Index,
 			Start:    a.Start,
 			Counters: r.rows[a.Slot],
+			Kernel:   k,
+			KernelOK: ok && kerr == nil,
 		})
 	}
 	if dst.AttachErrors == nil {
