@@ -30,14 +30,18 @@ import (
 // start time (starts). Prometheus (whose exposition has no start times)
 // and none come from autoexport, which reads the OTEL_* variables; two of
 // them are set here first so that it follows the sidecar's contract.
-func (s *settings) newReader(ctx context.Context, stdout io.Writer, starts *metrics.StartTimes) (sdkmetric.Reader, error) {
+//
+// For the terminal table it also returns the table exporter, which serve
+// primes for a first table a second after start.
+func (s *settings) newReader(ctx context.Context, stdout io.Writer, starts *metrics.StartTimes) (sdkmetric.Reader, *table.Exporter, error) {
 	var (
 		exp sdkmetric.Exporter
 		err error
 	)
 	switch {
 	case s.exporter == "table":
-		return sdkmetric.NewPeriodicReader(table.New(stdout), sdkmetric.WithInterval(s.interval)), nil
+		t := table.New(stdout)
+		return sdkmetric.NewPeriodicReader(t, sdkmetric.WithInterval(s.interval)), t, nil
 	case s.exporter == "otlp" && s.protocol == "http/protobuf":
 		exp, err = otlpmetrichttp.New(ctx)
 	case s.exporter == "otlp":
@@ -47,12 +51,13 @@ func (s *settings) newReader(ctx context.Context, stdout io.Writer, starts *metr
 	default:
 		os.Setenv("OTEL_METRIC_EXPORT_INTERVAL", strconv.FormatInt(s.interval.Milliseconds(), 10))
 		os.Setenv("OTEL_METRICS_EXPORTER", s.exporter)
-		return autoexport.NewMetricReader(ctx)
+		r, err := autoexport.NewMetricReader(ctx)
+		return r, nil, err
 	}
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return sdkmetric.NewPeriodicReader(starts.Exporter(exp), sdkmetric.WithInterval(s.interval)), nil
+	return sdkmetric.NewPeriodicReader(starts.Exporter(exp), sdkmetric.WithInterval(s.interval)), nil, nil
 }
 
 // resource: service.name ebpfnet unless OTEL_SERVICE_NAME or

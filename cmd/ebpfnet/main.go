@@ -82,7 +82,7 @@ func serve(ctx context.Context, s *settings, stdout io.Writer, log *slog.Logger)
 	// The exporter comes first: a bad OTEL_* variable is reported before
 	// anything is loaded into the kernel.
 	starts := metrics.NewStartTimes()
-	reader, err := s.newReader(ctx, stdout, starts)
+	reader, tbl, err := s.newReader(ctx, stdout, starts)
 	if err != nil {
 		return err
 	}
@@ -115,6 +115,17 @@ func serve(ctx context.Context, s *settings, stdout io.Writer, log *slog.Logger)
 		return err
 	}
 	logStart(log, s, d)
+	if tbl != nil {
+		// A user's first minute: a table a second after start, with rates
+		// over that second, rather than after a whole interval.
+		tbl.Baseline()
+		_ = provider.ForceFlush(ctx)
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Second):
+			_ = provider.ForceFlush(ctx)
+		}
+	}
 
 	<-ctx.Done()
 	log.Info("stopping: exporting once more, then detaching")

@@ -572,3 +572,36 @@ func TestErrorsAndDropsFromTheKernel(t *testing.T) {
 			v[key(errorsMetric, "transmit")] == int64(st.TxErrors) && v[key(errorsMetric, "receive")] == int64(st.RxErrors)
 	})
 }
+
+// The terminal table comes a second after start, not after a whole
+// interval (an hour here), and the final one on SIGINT shows the rates of
+// the last window, not zeros.
+func TestTableFirstAndLast(t *testing.T) {
+	testenv.Privileged(t)
+	p := testenv.NewPair(t, "table0")
+	sc := startSidecar(t, nil, "--interfaces", p.Local, "--interval", "1h")
+	deadline := time.Now().Add(30 * time.Second)
+	for !strings.Contains(sc.stdout.String(), "INTERFACE") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no table yet; stdout:\n%s", sc.stdout.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	first := sc.stdout.String()
+	if !strings.Contains(first, "1 interface attached") || !strings.Contains(first, "rates over the last") {
+		t.Errorf("first table:\n%s", first)
+	}
+	p.SendUDP(t, false, true, 50, 100)
+	if code := sc.stop(t, syscall.SIGINT); code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	var last []string
+	for _, line := range strings.Split(sc.stdout.String(), "\n") {
+		if f := strings.Fields(line); len(f) > 5 && f[0] == p.Local && f[1] == "receive" {
+			last = f
+		}
+	}
+	if last == nil || last[2] != "50" || last[4] == "0.0" || last[4] == "-" || last[7] != "50" {
+		t.Errorf("final table's row %v, want 50 UDP4 packets and a rate; stdout:\n%s", last, sc.stdout.String())
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strings"
 	"sync"
 	"text/tabwriter"
 	"time"
@@ -25,8 +26,16 @@ type Exporter struct {
 	w   io.Writer
 	now func() time.Time
 
-	mu   sync.Mutex
-	last map[row]totals
+	mu         sync.Mutex
+	silentNext bool
+	// The last two exports' totals, for rates: the final table at
+	// shutdown comes moments after the previous one, and takes its rates
+	// over the window before.
+	last, before export
+}
+
+type export struct {
+	rows map[row]totals
 	at   time.Time
 }
 
@@ -35,15 +44,38 @@ func New(w io.Writer) *Exporter {
 	return &Exporter{w: w, now: time.Now}
 }
 
+// Baseline makes the next export record totals without printing them, so
+// that the first table printed has rates.
+func (e *Exporter) Baseline() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.silentNext = true
+}
+
 type row struct{ iface, direction string }
 
 type totals struct {
 	packets, bytes uint64
-	byTransport    map[string]uint64 // packets
+	byClass        map[class]uint64 // packets
 }
 
-// Columns of packets by transport, in order; "" is non-IP or unknown.
-var transports = []string{"tcp", "udp", "icmp", "other"}
+type class struct{ network, transport string }
+
+// Columns of packets by IP version and transport, in order, then non-IP.
+// IP packets too short to show their transport count as other.
+var columns = []struct {
+	head string
+	class
+}{
+	{"TCP4", class{"ipv4", "tcp"}}, {"UDP4", class{"ipv4", "udp"}}, {"ICMP4", class{"ipv4", "icmp"}}, {"OTHER4", class{"ipv4", "other"}},
+	{"TCP6", class{"ipv6", "tcp"}}, {"UDP6", class{"ipv6", "udp"}}, {"ICMP6", class{"ipv6", "icmp"}}, {"OTHER6", class{"ipv6", "other"}},
+	{"NON-IP", class{}},
+}
+
+// minWindow is the shortest window rates are taken over; a table sooner
+// than that after the previous one (the final one) takes its rates over
+// the window before.
+const minWindow = time.Second
 
 // Temporality is cumulative: the table shows totals since counting began.
 func (e *Exporter) Temporality(sdkmetric.InstrumentKind) metricdata.Temporality {
@@ -56,7 +88,9 @@ func (e *Exporter) Aggregation(k sdkmetric.InstrumentKind) sdkmetric.Aggregation
 }
 
 // Export prints one table: totals per interface and direction, packets by
-// transport, and rates since the previous table.
+// IP version and transport, and rates since the previous table. Attached
+// interfaces that have counted nothing are listed too (their error and
+// drop series exist from attach on).
 func (e *Exporter) Export(_ context.Context, rm *metricdata.ResourceMetrics) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -66,7 +100,7 @@ func (e *Exporter) Export(_ context.Context, rm *metricdata.ResourceMetrics) err
 	for _, sm := range rm.ScopeMetrics {
 		for _, m := range sm.Metrics {
 			switch m.Name {
-			case metrics.Packets.Name, metrics.IO.Name:
+			case metrics.Packets.Name, metrics.IO.Name, metrics.Errors.Name:
 				sum, ok := m.Data.(metricdata.Sum[int64])
 				if !ok {
 					continue
@@ -74,14 +108,19 @@ func (e *Exporter) Export(_ context.Context, rm *metricdata.ResourceMetrics) err
 				for _, p := range sum.DataPoints {
 					r := row{value(p.Attributes, metrics.AttrInterface), value(p.Attributes, metrics.AttrDirection)}
 					t := cur[r]
-					if t.byTransport == nil {
-						t.byTransport = map[string]uint64{}
+					if t.byClass == nil {
+						t.byClass = map[class]uint64{}
 					}
-					if m.Name == metrics.IO.Name {
+					switch m.Name {
+					case metrics.IO.Name:
 						t.bytes += uint64(p.Value)
-					} else {
+					case metrics.Packets.Name:
 						t.packets += uint64(p.Value)
-						t.byTransport[value(p.Attributes, metrics.AttrTransport)] += uint64(p.Value)
+						c := class{value(p.Attributes, metrics.AttrNetworkType), value(p.Attributes, metrics.AttrTransport)}
+						if c.network != "" && c.transport == "" {
+							c.transport = "other"
+						}
+						t.byClass[c] += uint64(p.Value)
 					}
 					cur[r] = t
 				}
@@ -92,28 +131,28 @@ func (e *Exporter) Export(_ context.Context, rm *metricdata.ResourceMetrics) err
 			}
 		}
 	}
+	if e.silentNext {
+		e.silentNext = false
+		e.before, e.last = e.last, export{cur, now}
+		return nil
+	}
 
 	rows := make([]row, 0, len(cur))
 	for r := range cur {
 		rows = append(rows, r)
 	}
 	slices.SortFunc(rows, func(a, b row) int {
-		if a.iface != b.iface {
-			if a.iface < b.iface {
-				return -1
-			}
-			return 1
+		if c := strings.Compare(a.iface, b.iface); c != 0 {
+			return c
 		}
-		if a.direction < b.direction {
-			return -1
-		}
-		if a.direction > b.direction {
-			return 1
-		}
-		return 0
+		return strings.Compare(a.direction, b.direction)
 	})
 
-	elapsed := now.Sub(e.at).Seconds()
+	base := e.last
+	if now.Sub(base.at) < minWindow && e.before.rows != nil {
+		base = e.before
+	}
+	window := now.Sub(base.at).Seconds()
 	head := fmt.Sprintf("ebpfnet %s", now.Format("2006-01-02 15:04:05"))
 	if attached >= 0 {
 		noun := "interfaces"
@@ -122,34 +161,43 @@ func (e *Exporter) Export(_ context.Context, rm *metricdata.ResourceMetrics) err
 		}
 		head += fmt.Sprintf("  %d %s attached", attached, noun)
 	}
-	if e.last != nil {
-		head += fmt.Sprintf("  rates over the last %.0fs", elapsed)
+	if base.rows != nil {
+		head += fmt.Sprintf("  rates over the last %.0fs", window)
 	}
 	fmt.Fprintln(e.w, head)
 	tw := tabwriter.NewWriter(e.w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "INTERFACE\tDIRECTION\tPACKETS\tBYTES\tPACKETS/S\tBITS/S\tTCP\tUDP\tICMP\tOTHER\tNON-IP\t")
+	fmt.Fprint(tw, "INTERFACE\tDIRECTION\tPACKETS\tBYTES\tPACKETS/S\tBITS/S\t")
+	for _, c := range columns {
+		fmt.Fprintf(tw, "%s\t", c.head)
+	}
+	fmt.Fprintln(tw)
 	for _, r := range rows {
 		t := cur[r]
 		pps, bps := "-", "-"
-		// A row new since the last table counted from zero.
-		if prev := e.last[r]; e.last != nil && elapsed > 0 {
-			pps = fmt.Sprintf("%.1f", float64(t.packets-prev.packets)/elapsed)
-			bps = human(float64(t.bytes-prev.bytes)*8/elapsed, 1000, "bit/s")
+		// A row new since the base table counted from zero.
+		if prev := base.rows[r]; base.rows != nil && window > 0 {
+			pps = fmt.Sprintf("%.1f", float64(t.packets-prev.packets)/window)
+			bps = human(float64(t.bytes-prev.bytes)*8/window, 1000, "bit/s")
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t", r.iface, r.direction, t.packets, human(float64(t.bytes), 1024, "B"), pps, bps)
-		for _, tr := range transports {
-			fmt.Fprintf(tw, "%d\t", t.byTransport[tr])
+		for _, c := range columns {
+			fmt.Fprintf(tw, "%d\t", t.byClass[c.class])
 		}
-		fmt.Fprintf(tw, "%d\t\n", t.byTransport[""])
+		fmt.Fprintln(tw)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	if len(rows) == 0 {
+	switch {
+	case attached == 0:
+		fmt.Fprintln(e.w, "(no interface attached yet)")
+	case len(rows) == 0:
 		fmt.Fprintln(e.w, "(no traffic counted yet)")
+	default:
+		fmt.Fprintln(e.w, "(TCP4 ... NON-IP: packets by IP version and transport)")
 	}
 	fmt.Fprintln(e.w)
-	e.last, e.at = cur, now
+	e.before, e.last = e.last, export{cur, now}
 	return nil
 }
 

@@ -57,13 +57,14 @@ func TestTable(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := [][]string{
-		{"INTERFACE", "DIRECTION", "PACKETS", "BYTES", "PACKETS/S", "BITS/S", "TCP", "UDP", "ICMP", "OTHER", "NON-IP"},
-		{"enp1s0", "receive", "123", "148.6KiB", "12.3", "121.7kbit/s", "100", "20", "0", "0", "3"},
-		{"enp1s0", "transmit", "50", "3.2KiB", "5.0", "2.6kbit/s", "50", "0", "0", "0", "0"},
-		{"veth1", "receive", "4", "392B", "0.4", "314bit/s", "0", "0", "4", "0", "0"},
+		{"INTERFACE", "DIRECTION", "PACKETS", "BYTES", "PACKETS/S", "BITS/S", "TCP4", "UDP4", "ICMP4", "OTHER4", "TCP6", "UDP6", "ICMP6", "OTHER6", "NON-IP"},
+		{"enp1s0", "receive", "123", "148.6KiB", "12.3", "121.7kbit/s", "100", "0", "0", "0", "0", "20", "0", "0", "3"},
+		{"enp1s0", "transmit", "50", "3.2KiB", "5.0", "2.6kbit/s", "50", "0", "0", "0", "0", "0", "0", "0", "0"},
+		{"veth1", "receive", "4", "392B", "0.4", "314bit/s", "0", "0", "4", "0", "0", "0", "0", "0", "0"},
 	}
 	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
-	if len(lines) != len(want)+1 || !strings.Contains(lines[0], "rates over the last 10s") {
+	if len(lines) != len(want)+2 || !strings.Contains(lines[0], "rates over the last 10s") ||
+		!strings.Contains(lines[len(lines)-1], "packets by IP version and transport") {
 		t.Fatalf("table:\n%s", out.String())
 	}
 	for i, w := range want {
@@ -84,5 +85,59 @@ func TestTableSingular(t *testing.T) {
 	}
 	if !strings.Contains(out.String(), "  1 interface attached") {
 		t.Errorf("table:\n%s", out.String())
+	}
+}
+
+// An attached interface that has counted nothing is listed (its error and
+// drop series exist from attach on).
+func TestTableListsIdleInterfaces(t *testing.T) {
+	var out bytes.Buffer
+	set := attribute.NewSet(metrics.AttrInterface.String("idle0"), metrics.AttrDirection.String("receive"))
+	idle := &metricdata.ResourceMetrics{ScopeMetrics: []metricdata.ScopeMetrics{{Metrics: []metricdata.Metrics{
+		{Name: metrics.Errors.Name, Data: metricdata.Sum[int64]{DataPoints: []metricdata.DataPoint[int64]{{Attributes: set}}}},
+		{Name: metrics.InterfacesAttached.Name, Data: metricdata.Gauge[int64]{DataPoints: []metricdata.DataPoint[int64]{{Value: 1}}}},
+	}}}}
+	if err := New(&out).Export(context.Background(), idle); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(out.String(), "\n")
+	if len(lines) < 3 || strings.Join(strings.Fields(lines[2]), " ") != "idle0 receive 0 0B - - 0 0 0 0 0 0 0 0 0" {
+		t.Errorf("table:\n%s", out.String())
+	}
+}
+
+// The first table after Baseline has rates; the final table, moments after
+// the one before, shows the rates of the window before, not zeros.
+func TestTableRatesAtStartAndEnd(t *testing.T) {
+	var out bytes.Buffer
+	e := New(&out)
+	now := time.Date(2026, 11, 30, 1, 0, 0, 0, time.UTC)
+	e.now = func() time.Time { return now }
+	e.Baseline()
+	if err := e.Export(context.Background(), rm(map[[4]string][2]int64{{"eth0", "receive", "ipv4", "udp"}: {0, 0}})); err != nil {
+		t.Fatal(err)
+	}
+	if out.Len() != 0 {
+		t.Fatalf("the baseline printed:\n%s", out.String())
+	}
+	now = now.Add(time.Second)
+	if err := e.Export(context.Background(), rm(map[[4]string][2]int64{{"eth0", "receive", "ipv4", "udp"}: {10, 1000}})); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "rates over the last 1s") || !strings.Contains(out.String(), " 10.0 ") {
+		t.Errorf("first table:\n%s", out.String())
+	}
+	out.Reset()
+	now = now.Add(9 * time.Second)
+	if err := e.Export(context.Background(), rm(map[[4]string][2]int64{{"eth0", "receive", "ipv4", "udp"}: {100, 10000}})); err != nil {
+		t.Fatal(err)
+	}
+	out.Reset()
+	now = now.Add(100 * time.Millisecond) // the final export, at shutdown
+	if err := e.Export(context.Background(), rm(map[[4]string][2]int64{{"eth0", "receive", "ipv4", "udp"}: {100, 10000}})); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "rates over the last 9s") || !strings.Contains(out.String(), " 9.9 ") {
+		t.Errorf("final table:\n%s", out.String())
 	}
 }
