@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"os"
@@ -15,6 +16,7 @@ import (
 	"go.opentelemetry.io/otel/exporters/otlp/otlpmetric/otlpmetrichttp"
 	"go.opentelemetry.io/otel/exporters/stdout/stdoutmetric"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	"go.opentelemetry.io/otel/sdk/resource"
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 
@@ -24,40 +26,52 @@ import (
 	"github.com/ebpfnet/ebpfnet/internal/table"
 )
 
-// newReader builds the metric reader for the chosen exporter. OTLP and
+// newReaders builds a metric reader for each chosen exporter. OTLP and
 // console exporters are made here, each reading its own OTEL_EXPORTER_OTLP_*
 // variables, and wrapped so that every interface's points carry its own
-// start time (starts). Prometheus (whose exposition has no start times)
-// and none come from autoexport, which reads the OTEL_* variables; two of
-// them are set here first so that it follows the sidecar's contract.
+// start time (starts) and an outage is logged once. Prometheus (whose
+// exposition has no start times) comes from autoexport, which reads the
+// OTEL_* variables.
 //
 // For the terminal table it also returns the table exporter, which serve
 // primes for a first table a second after start.
-func (s *settings) newReader(ctx context.Context, stdout io.Writer, starts *metrics.StartTimes) (sdkmetric.Reader, *table.Exporter, error) {
+func (s *settings) newReaders(ctx context.Context, stdout io.Writer, starts *metrics.StartTimes, log *slog.Logger) ([]sdkmetric.Reader, *table.Exporter, error) {
 	var (
-		exp sdkmetric.Exporter
-		err error
+		readers []sdkmetric.Reader
+		tbl     *table.Exporter
 	)
-	switch {
-	case s.exporter == "table":
-		t := table.New(stdout)
-		return sdkmetric.NewPeriodicReader(t, sdkmetric.WithInterval(s.interval)), t, nil
-	case s.exporter == "otlp" && s.protocol == "http/protobuf":
-		exp, err = otlpmetrichttp.New(ctx)
-	case s.exporter == "otlp":
-		exp, err = otlpmetricgrpc.New(ctx)
-	case s.exporter == "console":
-		exp, err = stdoutmetric.New()
-	default:
-		os.Setenv("OTEL_METRIC_EXPORT_INTERVAL", strconv.FormatInt(s.interval.Milliseconds(), 10))
-		os.Setenv("OTEL_METRICS_EXPORTER", s.exporter)
-		r, err := autoexport.NewMetricReader(ctx)
-		return r, nil, err
+	for _, name := range s.exporters {
+		var (
+			exp sdkmetric.Exporter
+			err error
+		)
+		switch {
+		case name == "table":
+			tbl = table.New(stdout)
+			readers = append(readers, sdkmetric.NewPeriodicReader(tbl, sdkmetric.WithInterval(s.interval)))
+			continue
+		case name == "prometheus":
+			os.Setenv("OTEL_METRICS_EXPORTER", name)
+			r, err := autoexport.NewMetricReader(ctx)
+			if err != nil {
+				return nil, nil, err
+			}
+			readers = append(readers, r)
+			continue
+		case name == "otlp" && s.protocol == "http/protobuf":
+			exp, err = otlpmetrichttp.New(ctx)
+		case name == "otlp":
+			exp, err = otlpmetricgrpc.New(ctx)
+		case name == "console":
+			exp, err = stdoutmetric.New()
+		}
+		if err != nil {
+			return nil, nil, err
+		}
+		exp = &outageExporter{Exporter: starts.Exporter(exp), log: log}
+		readers = append(readers, sdkmetric.NewPeriodicReader(exp, sdkmetric.WithInterval(s.interval)))
 	}
-	if err != nil {
-		return nil, nil, err
-	}
-	return sdkmetric.NewPeriodicReader(starts.Exporter(exp), sdkmetric.WithInterval(s.interval)), nil, nil
+	return readers, tbl, nil
 }
 
 // resource: service.name ebpfnet unless OTEL_SERVICE_NAME or
@@ -99,10 +113,44 @@ func instanceID(res *resource.Resource) string {
 // instanceNamespace is the UUID namespace of ebpfnet's instance IDs.
 var instanceNamespace = uuid.MustParse("0b7c5e9a-3f2d-4c61-9d7e-eb9f00000001")
 
-// outageLogger is the OTel error handler: export failures repeat while a
-// Collector is unreachable, at most one per interval or export timeout,
-// and are logged once per outage. An outage is over when no error came for
-// two of those periods.
+// outageExporter logs one line when exports start failing and one when
+// they recover, whatever the number of attempts in between.
+type outageExporter struct {
+	sdkmetric.Exporter
+	log *slog.Logger
+
+	mu      sync.Mutex
+	failing bool
+}
+
+// reportedError is an export error outageExporter has logged already, so
+// that the OTel error handler, which the reader hands it to as well, does not.
+type reportedError struct{ error }
+
+func (e reportedError) Unwrap() error { return e.error }
+
+func (e *outageExporter) Export(ctx context.Context, rm *metricdata.ResourceMetrics) error {
+	err := e.Exporter.Export(ctx, rm)
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	switch {
+	case err != nil && !e.failing:
+		e.failing = true
+		e.log.Warn("export failing; counting goes on, and this is logged again when exports recover", "error", err)
+	case err == nil && e.failing:
+		e.failing = false
+		e.log.Info("exports recovered")
+	}
+	if err != nil {
+		return reportedError{err}
+	}
+	return nil
+}
+
+// outageLogger is the OTel error handler for everything else (the
+// Prometheus exporter, the SDK): errors repeat while something is down, at
+// most one per interval or export timeout, and are logged once per outage.
+// An outage is over when no error came for two of those periods.
 type outageLogger struct {
 	log   *slog.Logger
 	quiet time.Duration
@@ -127,6 +175,10 @@ func exportTimeout() time.Duration {
 }
 
 func (o *outageLogger) Handle(err error) {
+	var reported reportedError
+	if errors.As(err, &reported) {
+		return
+	}
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	now := time.Now()
@@ -143,6 +195,6 @@ func logStart(log *slog.Logger, s *settings, d *datapath.Datapath) {
 	for _, i := range snap.Interfaces {
 		names = append(names, i.Name)
 	}
-	log.Info("ebpfnet counting", "interfaces", names, "attach", s.config.Attach,
-		"exporter", s.exporter, "interval", s.interval, "pin_path", s.config.PinPath)
+	log.Info("ebpfnet counting", "interfaces", names, "attach", d.AttachMode(),
+		"exporters", s.exporters, "interval", s.interval, "pin_path", s.config.PinPath)
 }

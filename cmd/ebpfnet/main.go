@@ -66,7 +66,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return exitOK
 	}
 
-	log := slog.New(slog.NewTextHandler(stderr, nil))
+	log := settings.logger(stderr)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	if err := serve(ctx, settings, stdout, log); err != nil {
@@ -82,7 +82,7 @@ func serve(ctx context.Context, s *settings, stdout io.Writer, log *slog.Logger)
 	// The exporter comes first: a bad OTEL_* variable is reported before
 	// anything is loaded into the kernel.
 	starts := metrics.NewStartTimes()
-	reader, tbl, err := s.newReader(ctx, stdout, starts)
+	readers, tbl, err := s.newReaders(ctx, stdout, starts, log)
 	if err != nil {
 		return err
 	}
@@ -91,11 +91,19 @@ func serve(ctx context.Context, s *settings, stdout io.Writer, log *slog.Logger)
 		return err
 	}
 	otel.SetErrorHandler(newOutageLogger(log, s.interval))
+	// The provider, and with it the reader, before anything slow: a reader
+	// that exported before being registered logged a false failure.
+	opts := []sdkmetric.Option{sdkmetric.WithResource(res),
+		sdkmetric.WithCardinalityLimit(metrics.CardinalityLimit(s.config.MaxInterfaces))}
+	for _, r := range readers {
+		opts = append(opts, sdkmetric.WithReader(r))
+	}
+	provider := sdkmetric.NewMeterProvider(opts...)
+	meter := provider.Meter(metrics.ScopeName, metric.WithInstrumentationVersion(version.Get()))
 
 	d, err := datapath.Open(s.config, log)
 	if err != nil {
-		_ = reader.Shutdown(context.Background())
-		return err
+		return err // nothing to export: no final export, no empty table
 	}
 	defer d.Close()
 	// Everything that needed more than CAP_BPF and CAP_NET_ADMIN (loading,
@@ -107,10 +115,6 @@ func serve(ctx context.Context, s *settings, stdout io.Writer, log *slog.Logger)
 	} else if err != nil {
 		return fmt.Errorf("drop capabilities: %w", err)
 	}
-
-	provider := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader), sdkmetric.WithResource(res),
-		sdkmetric.WithCardinalityLimit(metrics.CardinalityLimit(s.config.MaxInterfaces)))
-	meter := provider.Meter(metrics.ScopeName, metric.WithInstrumentationVersion(version.Get()))
 	if _, err := metrics.Register(meter, starts.Source(d.Snapshot)); err != nil {
 		return err
 	}

@@ -3,9 +3,11 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -297,6 +299,9 @@ func TestCollectorDownAtStart(t *testing.T) {
 	if n := strings.Count(sc.stderr.String(), "export failing"); n != 1 {
 		t.Errorf("the outage was logged %d times, want once:\n%s", n, sc.stderr.String())
 	}
+	if n := strings.Count(sc.stderr.String(), "exports recovered"); n != 1 {
+		t.Errorf("the recovery was logged %d times, want once:\n%s", n, sc.stderr.String())
+	}
 	if code := sc.stop(t, syscall.SIGTERM); code != 0 {
 		t.Errorf("exit %d", code)
 	}
@@ -316,6 +321,10 @@ func TestBadInputIsOneClearLine(t *testing.T) {
 	xdpTransmit := file("xdp.yaml", "attach: xdp\ndirections: [receive, transmit]\n")
 	unknownKey := file("unknown.yaml", "interfaces:\n  include: [bad0]\nattach_mode: tc\n")
 	good := file("good.yaml", "interfaces:\n  include: [bad0]\nattach: tc\n")
+	fraction := file("fraction.yaml", "max_interfaces: 1.5\n")
+	twoDocs := file("two.yaml", "attach: tc\n---\nattach: xdp\n")
+	huge := file("huge.yaml", "# "+strings.Repeat("x", 2<<20)+"\n")
+	otlp := "OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4317"
 
 	for _, tc := range []struct {
 		name string
@@ -327,7 +336,7 @@ func TestBadInputIsOneClearLine(t *testing.T) {
 		{"unknown flag", []string{"--interface", "x"}, nil, 2, "ebpfnet: flag provided but not defined: -interface (see ebpfnet --help)"},
 		{"stray argument", []string{"run"}, nil, 2, `ebpfnet: unexpected argument "run" (see ebpfnet --help)`},
 		{"bad interval flag", []string{"--interval", "soon"}, nil, 2, `ebpfnet: invalid value "soon" for flag -interval: parse error (see ebpfnet --help)`},
-		{"negative interval", []string{"--interval", "-1s"}, nil, 2, "ebpfnet: --interval must be positive, got -1s (see ebpfnet --help)"},
+		{"negative interval", []string{"--interval", "-1s"}, nil, 2, "ebpfnet: --interval must be at least 100ms, got -1s (see ebpfnet --help)"},
 		{"bad glob", []string{"--interfaces", "bad0,["}, nil, 1, `ebpfnet: interfaces.include[1]: bad glob "[": syntax error in pattern`},
 		{"bad regex", []string{"--exclude", "/(/"}, nil, 1, "ebpfnet: interfaces.exclude[0]: bad regular expression /(/: missing closing ): `^(?:()$`"},
 		{"unknown attach", []string{"--attach", "kprobe"}, nil, 1, `ebpfnet: attach: unknown mode "kprobe" (want auto, tcx, tc or xdp)`},
@@ -335,10 +344,26 @@ func TestBadInputIsOneClearLine(t *testing.T) {
 		{"unknown key", []string{"--config", unknownKey}, nil, 1, "ebpfnet: config file " + unknownKey + `: line 3: unknown key "attach_mode"`},
 		{"missing file", []string{"--config", filepath.Join(dir, "nope.yaml")}, nil, 1, "ebpfnet: config file: open " + filepath.Join(dir, "nope.yaml") + ": no such file or directory"},
 		{"relative pin path", []string{"--pin-path", "bpf/x"}, nil, 1, `ebpfnet: pin_path: must be an absolute path, got "bpf/x"`},
-		{"unknown exporter", nil, []string{"OTEL_METRICS_EXPORTER=statsd"}, 1, `ebpfnet: OTEL_METRICS_EXPORTER: unknown exporter "statsd" (want otlp, console, prometheus or none)`},
+		{"unknown exporter", nil, []string{"OTEL_METRICS_EXPORTER=statsd"}, 1, `ebpfnet: OTEL_METRICS_EXPORTER: unknown exporter "statsd" (want otlp, console, prometheus or none, or a comma-separated list of them)`},
 		{"unknown protocol", nil, []string{"OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4317", "OTEL_EXPORTER_OTLP_PROTOCOL=udp"}, 1, `ebpfnet: OTEL_EXPORTER_OTLP_PROTOCOL: unknown protocol "udp" (want grpc or http/protobuf)`},
-		{"bad interval env", nil, []string{"OTEL_METRIC_EXPORT_INTERVAL=10s"}, 1, `ebpfnet: OTEL_METRIC_EXPORT_INTERVAL: want a positive number of milliseconds, got "10s"`},
+		{"bad interval env", nil, []string{"OTEL_METRIC_EXPORT_INTERVAL=10s"}, 1, `ebpfnet: OTEL_METRIC_EXPORT_INTERVAL: want a number of milliseconds, at least 100, got "10s"`},
 		{"check-config invalid", []string{"--check-config", "--attach", "bpf"}, nil, 1, `ebpfnet: attach: unknown mode "bpf" (want auto, tcx, tc or xdp)`},
+		{"fractional max_interfaces", []string{"--config", fraction}, nil, 1, "ebpfnet: config file " + fraction + `: line 1: max_interfaces: want a whole number, got "1.5"`},
+		{"second document", []string{"--config", twoDocs}, nil, 1, "ebpfnet: config file " + twoDocs + ": line 2: a second YAML document; ebpfnet reads one"},
+		{"huge file", []string{"--config", huge}, nil, 1, "ebpfnet: config file " + huge + ": larger than 1024 KiB; is it the right file?"},
+		{"tiny interval", []string{"--interval", "1ns"}, nil, 2, "ebpfnet: --interval must be at least 100ms, got 1ns (see ebpfnet --help)"},
+		{"tiny interval env", nil, []string{"OTEL_METRIC_EXPORT_INTERVAL=1"}, 1, `ebpfnet: OTEL_METRIC_EXPORT_INTERVAL: want a number of milliseconds, at least 100, got "1"`},
+		{"endpoint unparsable", nil, []string{"OTEL_EXPORTER_OTLP_ENDPOINT=http://[::1"}, 1, `ebpfnet: OTEL_EXPORTER_OTLP_ENDPOINT: not a URL: "http://[::1"`},
+		{"endpoint bad scheme", nil, []string{"OTEL_EXPORTER_OTLP_ENDPOINT=ht!tp://x y"}, 1, `ebpfnet: OTEL_EXPORTER_OTLP_ENDPOINT: not a URL: "ht!tp://x y"`},
+		{"endpoint without scheme", nil, []string{"OTEL_EXPORTER_OTLP_ENDPOINT=127.0.0.1:4317"}, 1, `ebpfnet: OTEL_EXPORTER_OTLP_ENDPOINT: want a URL starting http:// or https://, got "127.0.0.1:4317"`},
+		{"bad headers", nil, []string{otlp, "OTEL_EXPORTER_OTLP_HEADERS=api-key"}, 1, `ebpfnet: OTEL_EXPORTER_OTLP_HEADERS: "api-key" has no = (want key=value,... with values URL-encoded)`},
+		{"bad timeout", nil, []string{otlp, "OTEL_EXPORTER_OTLP_TIMEOUT=10s"}, 1, `ebpfnet: OTEL_EXPORTER_OTLP_TIMEOUT: want a positive number of milliseconds, got "10s"`},
+		{"bad compression", nil, []string{otlp, "OTEL_EXPORTER_OTLP_COMPRESSION=zstd"}, 1, `ebpfnet: OTEL_EXPORTER_OTLP_COMPRESSION: want gzip or none, got "zstd"`},
+		{"missing certificate", nil, []string{otlp, "OTEL_EXPORTER_OTLP_CERTIFICATE=/nonexistent/ca.pem"}, 1, "ebpfnet: OTEL_EXPORTER_OTLP_CERTIFICATE: open /nonexistent/ca.pem: no such file or directory"},
+		{"bad resource attributes", nil, []string{"OTEL_RESOURCE_ATTRIBUTES==,=%zz"}, 1, `ebpfnet: OTEL_RESOURCE_ATTRIBUTES: "=" has no key (want key=value,... with values URL-encoded)`},
+		{"bad log level", nil, []string{"OTEL_LOG_LEVEL=loud"}, 1, `ebpfnet: OTEL_LOG_LEVEL: want debug, info, warn or error, got "loud"`},
+		{"bad log format", []string{"--log-format", "xml"}, nil, 1, `ebpfnet: --log-format: want text or json, got "xml"`},
+		{"exporter twice", nil, []string{"OTEL_METRICS_EXPORTER=otlp,otlp"}, 1, "ebpfnet: OTEL_METRICS_EXPORTER: otlp given twice"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			args := append([]string{"--interfaces", p.Local}, tc.args...)
@@ -373,6 +398,56 @@ func TestBadInputIsOneClearLine(t *testing.T) {
 	}
 	if got := testenv.Attachments(t, p.LocalIndex); len(got) != 0 {
 		t.Errorf("attached by --check-config: %v", got)
+	}
+
+	// --attach xdp over a file that does not set directions counts receive,
+	// as without a file; a list of exporters is taken.
+	cmd = exec.Command(binary(t), "--config", good, "--attach", "xdp", "--check-config")
+	cmd.Env = []string{"OTEL_METRICS_EXPORTER=otlp, prometheus"}
+	out, err = cmd.Output()
+	if err != nil || !strings.Contains(string(out), "directions:\n    - receive\n") || !strings.Contains(string(out), "exporter: otlp, prometheus (otlp over grpc)") {
+		t.Errorf("check-config of --attach xdp over a file (%v):\n%s", err, out)
+	}
+}
+
+// OTEL_METRICS_EXPORTER takes a list: OTLP and a Prometheus endpoint at once.
+func TestExporterList(t *testing.T) {
+	testenv.Privileged(t)
+	srv := otlptest.Start(t, "127.0.0.1:0")
+	p := testenv.NewPair(t, "list0")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	env := append(otlpEnv(srv.Addr), "OTEL_METRICS_EXPORTER=otlp,prometheus",
+		"OTEL_EXPORTER_PROMETHEUS_HOST=127.0.0.1", fmt.Sprintf("OTEL_EXPORTER_PROMETHEUS_PORT=%d", port))
+	sc := startSidecar(t, env, "--interfaces", p.Local, "--interval", "1s")
+	waitValues(t, srv, 30*time.Second, attachedIs(1))
+	p.SendUDP(t, false, true, 7, 100)
+	waitValues(t, srv, 30*time.Second, func(v map[string]int64) bool {
+		return otlptest.Totals(v, packetsMetric, p.Local, "receive") == 7
+	})
+	want := fmt.Sprintf(`system_network_packet_count_total{network_interface_name=%q,network_io_direction="receive",network_transport="udp",network_type="ipv4"`, p.Local)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", port))
+		var body []byte
+		if err == nil {
+			body, _ = io.ReadAll(resp.Body)
+			resp.Body.Close()
+		}
+		if strings.Contains(string(body), want) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the Prometheus endpoint never served %s:\n%.3000s", want, body)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if code := sc.stop(t, syscall.SIGTERM); code != 0 {
+		t.Errorf("exit %d", code)
 	}
 }
 
@@ -603,5 +678,44 @@ func TestTableFirstAndLast(t *testing.T) {
 	}
 	if last == nil || last[2] != "50" || last[4] == "0.0" || last[4] == "-" || last[7] != "50" {
 		t.Errorf("final table's row %v, want 50 UDP4 packets and a rate; stdout:\n%s", last, sc.stdout.String())
+	}
+}
+
+// OTEL_LOG_LEVEL sets the level, --log-format json the format, and the
+// start line says the attach mode actually used.
+func TestLogLevelAndFormat(t *testing.T) {
+	testenv.Privileged(t)
+	p := testenv.NewPair(t, "logs0")
+	sc := startSidecar(t, []string{"OTEL_METRICS_EXPORTER=none", "OTEL_LOG_LEVEL=debug"}, "--interfaces", p.Local, "--log-format", "json")
+	deadline := time.Now().Add(30 * time.Second)
+	for !strings.Contains(sc.stderr.String(), "ebpfnet counting") && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	mode := "tc"
+	if testenv.HasTCX() {
+		mode = "tcx"
+	}
+	var debug, start bool
+	for _, line := range strings.Split(strings.TrimSpace(sc.stderr.String()), "\n") {
+		var rec map[string]any
+		if err := json.Unmarshal([]byte(line), &rec); err != nil {
+			t.Fatalf("not a JSON line: %q", line)
+		}
+		debug = debug || rec["level"] == "DEBUG"
+		if rec["msg"] == "ebpfnet counting" {
+			start = rec["attach"] == mode
+		}
+	}
+	if !debug || !start {
+		t.Errorf("debug lines %v, start line with attach=%s %v:\n%s", debug, mode, start, sc.stderr.String())
+	}
+	sc.stop(t, syscall.SIGTERM)
+
+	quiet := startSidecar(t, []string{"OTEL_METRICS_EXPORTER=none", "OTEL_LOG_LEVEL=error"}, "--interfaces", p.Local)
+	for len(testenv.Attachments(t, p.LocalIndex)) == 0 && time.Now().Before(deadline.Add(30*time.Second)) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if code := quiet.stop(t, syscall.SIGTERM); code != 0 || quiet.stderr.String() != "" {
+		t.Errorf("at level error: exit %d, stderr:\n%s", code, quiet.stderr.String())
 	}
 }

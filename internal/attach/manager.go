@@ -117,6 +117,12 @@ func New(objs *bpf.Objects, opts Options) (*Manager, error) {
 			}
 		}
 	}
+	if opts.Mode == config.AttachAuto {
+		// Decide once, up front, so that the mode is known (and logged)
+		// before the first interface: lo is in every namespace.
+		_, err := link.QueryPrograms(link.QueryOptions{Target: 1, Attach: ebpf.AttachTCXIngress})
+		m.noTCX = errors.Is(err, ebpf.ErrNotSupported)
+	}
 	if opts.PinPath != "" {
 		if err := os.MkdirAll(filepath.Join(opts.PinPath, "links"), 0o700); err != nil {
 			return nil, fmt.Errorf("pin links: %w", err)
@@ -436,6 +442,13 @@ func (m *Manager) Close() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// Mode is the attach mode in use: tcx, tc or xdp, auto resolved.
+func (m *Manager) Mode() string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.hookFor(bpf.Receive).String()
 }
 
 func (m *Manager) counts(d bpf.Direction) bool {

@@ -90,6 +90,9 @@ func Open(cfg config.Config, log *slog.Logger) (*Datapath, error) {
 	return d, nil
 }
 
+// AttachMode is the attach mode in use: tcx, tc or xdp (auto resolved).
+func (d *Datapath) AttachMode() string { return d.mgr.Mode() }
+
 // Snapshot reads every attached interface's counters into dst.
 func (d *Datapath) Snapshot(dst *snapshot.Snapshot) error {
 	d.mu.Lock()

@@ -27,7 +27,8 @@ type Watcher struct {
 	done chan struct{}
 	wg   sync.WaitGroup
 
-	full map[int]bool // interfaces already reported as over max_interfaces
+	full   map[int]bool   // interfaces already reported as over max_interfaces
+	failed map[int]string // the attach error last logged, by interface
 }
 
 // Start attaches to every selected interface there is, detaches what was
@@ -35,7 +36,7 @@ type Watcher struct {
 // until Close. It returns the errors of the first pass, if any, but keeps
 // watching all the same.
 func Start(mgr *attach.Manager, match *config.Matcher, log *slog.Logger) (*Watcher, error) {
-	w := &Watcher{mgr: mgr, match: match, log: log, done: make(chan struct{}), full: map[int]bool{}}
+	w := &Watcher{mgr: mgr, match: match, log: log, done: make(chan struct{}), full: map[int]bool{}, failed: map[int]string{}}
 	// Subscribe before listing, so that nothing created in between is missed.
 	updates, err := w.subscribe()
 	if err != nil {
@@ -76,7 +77,7 @@ func (w *Watcher) sync() (int, error) {
 	for _, l := range links {
 		if a := l.Attrs(); w.match.Match(a.Name) {
 			selected[a.Index] = true
-			errs = append(errs, w.attach(linkOf(a)))
+			w.report(a.Index, a.Name, w.attach(linkOf(a)))
 		}
 	}
 	for _, a := range w.mgr.AppendAttached(nil) {
@@ -140,8 +141,22 @@ func (w *Watcher) handle(u netlink.LinkUpdate) {
 		delete(w.full, a.Index)
 		err = w.mgr.Detach(a.Index)
 	}
-	if err != nil {
-		w.log.Warn("interface", "interface", a.Name, "error", err)
+	w.report(a.Index, a.Name, err)
+	if u.Header.Type == unix.RTM_DELLINK {
+		delete(w.failed, a.Index)
+	}
+}
+
+// report logs an interface's attach error once, not at every netlink
+// event that retries it: again only when it changes, or after a success.
+func (w *Watcher) report(index int, name string, err error) {
+	if err == nil {
+		delete(w.failed, index)
+		return
+	}
+	if msg := err.Error(); w.failed[index] != msg {
+		w.failed[index] = msg
+		w.log.Warn("interface not counted", "interface", name, "error", err)
 	}
 }
 
