@@ -106,12 +106,12 @@ func splitList(v string) []string {
 
 // settings is everything the sidecar runs with, validated.
 type settings struct {
-	config   config.Config
-	interval time.Duration
+	config    config.Config
+	interval  time.Duration
 	exporters []string // table, or some of otlp, console, prometheus; none is none of them
 	protocol  string   // for otlp
-	logLevel slog.Level
-	logJSON  bool
+	logLevel  slog.Level
+	logJSON   bool
 }
 
 // settings merges the defaults, the config file and the flags, reads the
