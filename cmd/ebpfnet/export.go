@@ -78,10 +78,16 @@ func (s *settings) newReaders(ctx context.Context, stdout io.Writer, starts *met
 // OTEL_RESOURCE_ATTRIBUTES say otherwise, service.instance.id, host.name,
 // host.id where the host has one, os.type.
 func (s *settings) resource(ctx context.Context) (*resource.Resource, error) {
+	// host.id where the host has a machine-id: an image from scratch
+	// has none, and that is no reason not to start.
+	hostID, err := resource.New(ctx, resource.WithHostID())
+	if err != nil {
+		hostID = resource.Empty()
+	}
 	detected, err := resource.New(ctx,
 		resource.WithAttributes(semconv.ServiceName("ebpfnet")),
+		resource.WithAttributes(hostID.Attributes()...),
 		resource.WithHost(),
-		resource.WithHostID(),
 		resource.WithOS(),
 		resource.WithTelemetrySDK(),
 		resource.WithFromEnv(), // last: the environment wins

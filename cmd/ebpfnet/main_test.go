@@ -623,17 +623,18 @@ func TestErrorsAndDropsFromTheKernel(t *testing.T) {
 		}
 	}
 
-	// With the peer down, veth drops what it is given to transmit.
+	// veth drops (and counts as tx_dropped) a frame larger than its
+	// peer's MTU.
 	if err := testenv.RunIn(p.PeerNS, func() error {
 		l, err := netlink.LinkByIndex(p.PeerIndex)
 		if err != nil {
 			return err
 		}
-		return netlink.LinkSetDown(l)
+		return netlink.LinkSetMTU(l, 1000)
 	}); err != nil {
 		t.Fatal(err)
 	}
-	p.SendRaw(t, false, testenv.Cat(testenv.Eth(0x88b5), make([]byte, 60)), 9)
+	p.SendRawDropped(t, testenv.Cat(testenv.Eth(0x88b5), make([]byte, 1400)), 9)
 	l, err := netlink.LinkByName(p.Local)
 	if err != nil {
 		t.Fatal(err)

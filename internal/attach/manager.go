@@ -121,7 +121,7 @@ func New(objs *bpf.Objects, opts Options) (*Manager, error) {
 		// Decide once, up front, so that the mode is known (and logged)
 		// before the first interface: lo is in every namespace.
 		_, err := link.QueryPrograms(link.QueryOptions{Target: 1, Attach: ebpf.AttachTCXIngress})
-		m.noTCX = errors.Is(err, ebpf.ErrNotSupported)
+		m.noTCX = errors.Is(err, ebpf.ErrNotSupported) || errors.Is(err, unix.EINVAL)
 	}
 	if opts.PinPath != "" {
 		if err := os.MkdirAll(filepath.Join(opts.PinPath, "links"), 0o700); err != nil {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net"
 	"strings"
 	"testing"
 	"time"
@@ -57,30 +56,50 @@ func (f *fleet) grow(n int) error {
 	return nil
 }
 
-// send puts two frames on every interface's transmit hook (IPv4/UDP and
-// IPv6/TCP), so that every interface has series to report.
+// classFrames are one frame of every class the program tells apart:
+// non-IP, and IPv4 and IPv6 each with TCP, UDP, ICMP, another transport and
+// a header too short to show one.
+var classFrames = [][]byte{
+	testenv.Cat(testenv.Eth(0x88b5), make([]byte, 46)),
+	testenv.Cat(testenv.Eth(0x0800), testenv.IPv4(6, 5, 20)),
+	testenv.Cat(testenv.Eth(0x0800), testenv.IPv4(17, 5, 8)),
+	testenv.Cat(testenv.Eth(0x0800), testenv.IPv4(1, 5, 8)),
+	testenv.Cat(testenv.Eth(0x0800), testenv.IPv4(132, 5, 12)),
+	testenv.Cat(testenv.Eth(0x0800), make([]byte, 12)),
+	testenv.Cat(testenv.Eth(0x86dd), testenv.IPv6(6, 20)),
+	testenv.Cat(testenv.Eth(0x86dd), testenv.IPv6(17, 8)),
+	testenv.Cat(testenv.Eth(0x86dd), testenv.IPv6(58, 8)),
+	testenv.Cat(testenv.Eth(0x86dd), testenv.IPv6(132, 12)),
+	testenv.Cat(testenv.Eth(0x86dd), make([]byte, 20)),
+}
+
+// send puts one frame of every class on every interface in both
+// directions (transmitted from here, received from its peer), so that
+// every interface has all its series: 22 per counter metric.
 func (f *fleet) send() error {
-	fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW, 0)
-	if err != nil {
-		return err
-	}
-	defer unix.Close(fd)
-	frames := [][]byte{
-		testenv.VLANFrame(net.HardwareAddr{2, 0, 0, 0, 0, 1}, net.HardwareAddr{2, 0, 0, 0, 0, 2}, nil, 64),
-		testenv.Cat(testenv.Eth(0x86dd), testenv.IPv6(6, 32)),
-	}
-	for _, name := range f.names {
-		l, err := netlink.LinkByName(name)
+	sendAll := func(prefix string) error {
+		fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW, 0)
 		if err != nil {
 			return err
 		}
-		for _, fr := range frames {
-			if err := unix.Sendto(fd, fr, 0, &unix.SockaddrLinklayer{Ifindex: l.Attrs().Index, Halen: 6}); err != nil {
-				return fmt.Errorf("send on %s: %w", name, err)
+		defer unix.Close(fd)
+		for i := range f.names {
+			l, err := netlink.LinkByName(fmt.Sprintf("%s%04d", prefix, i))
+			if err != nil {
+				return err
+			}
+			for _, fr := range classFrames {
+				if err := unix.Sendto(fd, fr, 0, &unix.SockaddrLinklayer{Ifindex: l.Attrs().Index, Halen: 6}); err != nil {
+					return fmt.Errorf("send on %s: %w", l.Attrs().Name, err)
+				}
 			}
 		}
+		return nil
 	}
-	return nil
+	if err := sendAll("bc"); err != nil {
+		return err
+	}
+	return testenv.RunIn(f.peers, func() error { return sendAll("bp") })
 }
 
 func (f *fleet) close() {
@@ -112,7 +131,8 @@ func benchCollection() (string, error) {
 	defer d.Close()
 
 	reader := sdkmetric.NewManualReader()
-	provider := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
+	provider := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader),
+		sdkmetric.WithCardinalityLimit(metrics.CardinalityLimit(cfg.MaxInterfaces)))
 	defer provider.Shutdown(context.Background())
 	if _, err := metrics.Register(provider.Meter(metrics.ScopeName), d.Snapshot); err != nil {
 		return "", err
