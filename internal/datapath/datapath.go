@@ -86,7 +86,10 @@ func Open(cfg config.Config, log *slog.Logger) (*Datapath, error) {
 	if err != nil {
 		log.Warn("some interfaces could not be attached", "error", err)
 	}
-	d.reader = snapshot.NewReader(d.objs)
+	if d.reader, err = snapshot.NewReader(d.objs); err != nil {
+		d.Close()
+		return nil, err
+	}
 	return d, nil
 }
 
@@ -114,6 +117,9 @@ func (d *Datapath) Close() error {
 	d.closed = true
 	if d.watcher != nil {
 		d.watcher.Close()
+	}
+	if d.reader != nil {
+		d.reader.Close()
 	}
 	return errors.Join(d.mgr.Close(), d.objs.Close())
 }

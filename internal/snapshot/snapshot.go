@@ -5,8 +5,6 @@ package snapshot
 import (
 	"time"
 
-	"github.com/vishvananda/netlink"
-
 	"github.com/ebpfnet/ebpfnet/bpf"
 	"github.com/ebpfnet/ebpfnet/internal/attach"
 )
@@ -55,36 +53,22 @@ type Reader struct {
 	objs     *bpf.Objects
 	attached []attach.Interface
 	rows     []bpf.Counters
+	ks       *kernelStats
 	kernel   map[int][bpf.NumDirections]KernelStats
 }
 
-// kernelStats reads every interface's error and drop counters in one
-// netlink dump.
-func (r *Reader) kernelStats() (map[int][bpf.NumDirections]KernelStats, error) {
-	links, err := netlink.LinkList()
+// NewReader returns a Reader of objs' counters and of the kernel's own
+// statistics of the interfaces in the calling thread's network namespace.
+func NewReader(objs *bpf.Objects) (*Reader, error) {
+	ks, err := newKernelStats()
 	if err != nil {
 		return nil, err
 	}
-	if r.kernel == nil {
-		r.kernel = map[int][bpf.NumDirections]KernelStats{}
-	}
-	clear(r.kernel)
-	for _, l := range links {
-		a := l.Attrs()
-		if st := a.Statistics; st != nil {
-			r.kernel[a.Index] = [bpf.NumDirections]KernelStats{
-				bpf.Receive:  {Errors: st.RxErrors, Dropped: st.RxDropped},
-				bpf.Transmit: {Errors: st.TxErrors, Dropped: st.TxDropped},
-			}
-		}
-	}
-	return r.kernel, nil
+	return &Reader{objs: objs, ks: ks, kernel: map[int][bpf.NumDirections]KernelStats{}}, nil
 }
 
-// NewReader returns a Reader of objs' counters.
-func NewReader(objs *bpf.Objects) *Reader {
-	return &Reader{objs: objs}
-}
+// Close releases the Reader's netlink socket.
+func (r *Reader) Close() { r.ks.close() }
 
 // Read fills dst with the counters of the interfaces mgr has attached,
 // reusing dst's slice. One batch syscall reads all of them, while mgr
@@ -107,7 +91,8 @@ func (r *Reader) Read(mgr *attach.Manager, dst *Snapshot) error {
 	if err != nil {
 		return err
 	}
-	kernel, kerr := r.kernelStats()
+	kerr := r.ks.read(r.kernel)
+	kernel := r.kernel
 	dst.Time = time.Now()
 	dst.Interfaces = dst.Interfaces[:0]
 	for _, a := range r.attached {
