@@ -299,6 +299,12 @@ func TestCollectorDownAtStart(t *testing.T) {
 	if n := strings.Count(sc.stderr.String(), "export failing"); n != 1 {
 		t.Errorf("the outage was logged %d times, want once:\n%s", n, sc.stderr.String())
 	}
+	// The export that got through returns (after its retries) a moment
+	// after the data arrived.
+	deadline := time.Now().Add(30 * time.Second)
+	for !strings.Contains(sc.stderr.String(), "exports recovered") && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
 	if n := strings.Count(sc.stderr.String(), "exports recovered"); n != 1 {
 		t.Errorf("the recovery was logged %d times, want once:\n%s", n, sc.stderr.String())
 	}
