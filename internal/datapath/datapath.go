@@ -84,7 +84,7 @@ func Open(cfg config.Config, log *slog.Logger) (*Datapath, error) {
 		return nil, fmt.Errorf("watch interfaces: %w", err)
 	}
 	if err != nil {
-		log.Warn("some interfaces could not be attached", "error", err)
+		log.Warn("first pass over the interfaces", "error", err)
 	}
 	if d.reader, err = snapshot.NewReader(d.objs); err != nil {
 		d.Close()

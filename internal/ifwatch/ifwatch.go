@@ -33,8 +33,10 @@ type Watcher struct {
 
 // Start attaches to every selected interface there is, detaches what was
 // picked up from pins but is no longer selected, and then follows changes
-// until Close. It returns the errors of the first pass, if any, but keeps
-// watching all the same.
+// until Close. An interface that cannot be attached is logged (once, until
+// its error changes) and counted, not returned; Start returns the first
+// pass's other errors (listing, detaching), if any, but keeps watching all
+// the same.
 func Start(mgr *attach.Manager, match *config.Matcher, log *slog.Logger) (*Watcher, error) {
 	w := &Watcher{mgr: mgr, match: match, log: log, done: make(chan struct{}), full: map[int]bool{}, failed: map[int]string{}}
 	// Subscribe before listing, so that nothing created in between is missed.
