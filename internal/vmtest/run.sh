@@ -91,6 +91,8 @@ echo 'nobody:x:65534:65534:nobody:/:/bin/false' >>rootfs/etc/passwd
 		go test -c -o "$work/rootfs/tests/$(basename "$pkg").test" "./$pkg"
 	done
 )
+# The systemd unit whose privileges a test runs the binary with.
+cp "$root/examples/systemd/ebpfnet.service" rootfs/etc/ebpfnet.service
 cp "$root/internal/vmtest/init.sh" rootfs/init
 chmod +x rootfs/init
 printf '%s\n' "$skip" >rootfs/etc/skip
