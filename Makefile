@@ -2,7 +2,7 @@
 GO ?= go
 export EBPFNET_PRIVILEGED ?=
 
-.PHONY: all generate build test test-kernel bench run otelcol check-generate fuzz clean
+.PHONY: all generate build test test-kernel bench run otelcol check-generate fuzz clean image image-otelcol
 
 all: build
 
@@ -52,6 +52,24 @@ otelcol: bin/builder-$(BUILDER_VERSION)
 	mkdir -p build
 	CGO_ENABLED=0 bin/builder-$(BUILDER_VERSION) --config builder-config.yaml
 	cp build/otelcol-ebpfnet/otelcol-ebpfnet bin/otelcol-ebpfnet
+
+# The sidecar's and the custom Collector's images, as the Dockerfile
+# builds them but without a registry: buildah, from scratch, the static
+# binary alone, running as nobody. (podman run ... IMAGE; see README.)
+IMAGE ?= localhost/ebpfnet:$(VERSION)
+IMAGE_OTELCOL ?= localhost/otelcol-ebpfnet:$(VERSION)
+image: build
+	c=$$(buildah from scratch) && \
+	buildah copy $$c bin/ebpfnet /ebpfnet && \
+	buildah config --entrypoint '["/ebpfnet"]' --user 65534:65534 $$c && \
+	buildah commit --rm $$c $(IMAGE)
+
+image-otelcol: otelcol
+	c=$$(buildah from scratch) && \
+	buildah copy $$c bin/otelcol-ebpfnet /otelcol-ebpfnet && \
+	buildah copy $$c examples/otelcol/agent.yaml /etc/otelcol-ebpfnet/config.yaml && \
+	buildah config --entrypoint '["/otelcol-ebpfnet"]' --cmd '--config=/etc/otelcol-ebpfnet/config.yaml' --user 65534:65534 $$c && \
+	buildah commit --rm $$c $(IMAGE_OTELCOL)
 
 fuzz:
 	$(GO) test ./bpf -run '^$$' -fuzz FuzzParser -fuzztime 60s

@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"strings"
 	"syscall"
 	"testing"
 
@@ -79,9 +80,23 @@ func reexecIsolated() int {
 }
 
 func setupIsolated() error {
+	// The cgroup filesystems under /sys/fs/cgroup, which the new /sys hides
+	// and a container runtime (the image test's podman) needs.
+	cgroups, err := cgroupMounts()
+	if err != nil {
+		return err
+	}
 	// sysfs shows the network namespace of whoever mounted it.
 	if err := unix.Mount("sysfs", "/sys", "sysfs", 0, ""); err != nil {
 		return fmt.Errorf("mount /sys: %w", err)
+	}
+	for _, m := range cgroups {
+		if err := os.MkdirAll(m.path, 0o755); err != nil {
+			return fmt.Errorf("cgroup mount point %s: %w", m.path, err)
+		}
+		if err := unix.Mount(m.fstype, m.path, m.fstype, 0, m.options); err != nil {
+			return fmt.Errorf("mount %s on %s again: %w", m.fstype, m.path, err)
+		}
 	}
 	if err := unix.Mount("bpf", "/sys/fs/bpf", "bpf", 0, "mode=0700"); err != nil {
 		return fmt.Errorf("mount /sys/fs/bpf: %w", err)
@@ -180,4 +195,33 @@ func onLockedThread(fn func() error) error {
 		errc <- fn()
 	}()
 	return <-errc
+}
+
+type mountEntry struct{ path, fstype, options string }
+
+// cgroupMounts lists what is mounted at and under /sys/fs/cgroup (tmpfs,
+// cgroup, cgroup2), parents first, from /proc/self/mountinfo.
+func cgroupMounts() ([]mountEntry, error) {
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return nil, err
+	}
+	var out []mountEntry
+	for _, line := range strings.Split(string(b), "\n") {
+		// 30 22 0:27 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
+		pre, post, ok := strings.Cut(line, " - ")
+		f, g := strings.Fields(pre), strings.Fields(post)
+		if !ok || len(f) < 5 || len(g) < 3 {
+			continue
+		}
+		path := f[4]
+		if path != "/sys/fs/cgroup" && !strings.HasPrefix(path, "/sys/fs/cgroup/") {
+			continue
+		}
+		switch g[0] {
+		case "tmpfs", "cgroup", "cgroup2":
+			out = append(out, mountEntry{path: path, fstype: g[0], options: g[2]})
+		}
+	}
+	return out, nil
 }
