@@ -78,27 +78,42 @@ func TestKeepsOnlyCapBPFAndNetAdmin(t *testing.T) {
 // systemd unit give it), the sidecar loads, attaches and counts exactly.
 func TestRunsAsNobodyWithCapBPFAndNetAdmin(t *testing.T) {
 	testenv.Privileged(t)
+	p := countsUnderSetpriv(t, "nobody0", "-all,+bpf,+net_admin", nil)
+	requireDetached(t, p)
+}
+
+// countsUnderSetpriv runs the sidecar on a fresh pair as uid 65534 under
+// setpriv, with caps as its inheritable, ambient and bounding sets (and the
+// extra setpriv flags and sidecar arguments given), checks that it holds
+// exactly CAP_BPF and CAP_NET_ADMIN, and that it counts exactly; it returns
+// the pair once the sidecar has exited 0.
+func countsUnderSetpriv(t *testing.T, name, caps string, setprivFlags []string, args ...string) *testenv.Pair {
+	t.Helper()
 	setpriv, err := exec.LookPath("setpriv")
 	if err != nil {
-		testenv.Missing(t, "no setpriv (util-linux)")
+		testenv.Missing(t, "setpriv (util-linux)")
 	}
 	srv := otlptest.Start(t, "127.0.0.1:0")
-	p := testenv.NewPair(t, "nobody0")
+	p := testenv.NewPair(t, name)
 	testenv.WaitQuiet(t, p.Local, 300*time.Millisecond)
 	kbase := testenv.LinkStats(t, p.Local)
 
-	caps := "-all,+bpf,+net_admin"
-	sc := startCommand(t, otlpEnv(srv.Addr), setpriv,
-		"--reuid", "65534", "--regid", "65534", "--clear-groups",
-		"--inh-caps", caps, "--ambient-caps", caps, "--bounding-set", caps,
-		binary(t), "--interfaces", p.Local, "--interval", "1s")
+	cmd := append([]string{"--reuid", "65534", "--regid", "65534", "--clear-groups",
+		"--inh-caps", caps, "--ambient-caps", caps, "--bounding-set", caps}, setprivFlags...)
+	cmd = append(cmd, binary(t))
+	cmd = append(cmd, args...)
+	sc := startCommand(t, otlpEnv(srv.Addr), setpriv, append(cmd, "--interfaces", p.Local, "--interval", "1s")...)
 	waitValues(t, srv, 30*time.Second, attachedIs(1))
 	got := capsOf(t, sc.cmd.Process.Pid)
-	if got["CapEff"] != twoCaps || got["CapPrm"] != twoCaps {
-		t.Errorf("effective %x, permitted %x: want exactly CAP_BPF and CAP_NET_ADMIN (%x)", got["CapEff"], got["CapPrm"], twoCaps)
+	if got["CapEff"] != twoCaps || got["CapPrm"] != twoCaps || got["CapBnd"] != twoCaps {
+		t.Errorf("effective %x, permitted %x, bounding %x: want exactly CAP_BPF and CAP_NET_ADMIN (%x)", got["CapEff"], got["CapPrm"], got["CapBnd"], twoCaps)
 	}
 	if uid := statusField(t, sc.cmd.Process.Pid, "Uid"); uid != "65534" {
 		t.Errorf("running as uid %s, want 65534", uid)
+	}
+	if nnp := statusField(t, sc.cmd.Process.Pid, "NoNewPrivs"); nnp != "1" {
+		// The sidecar sets no_new_privs itself once started.
+		t.Errorf("NoNewPrivs %s, want 1", nnp)
 	}
 
 	sent := otlptest.SendKnown(t, p)
@@ -108,7 +123,7 @@ func TestRunsAsNobodyWithCapBPFAndNetAdmin(t *testing.T) {
 	if code := sc.stop(t, syscall.SIGTERM); code != 0 {
 		t.Errorf("SIGTERM: exit %d", code)
 	}
-	requireDetached(t, p)
+	return p
 }
 
 // statusField is the first value of a /proc/PID/status line.

@@ -6,13 +6,10 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
-	"time"
 
 	"golang.org/x/sys/unix"
 
-	"github.com/ebpfnet/ebpfnet/internal/otlptest"
 	"github.com/ebpfnet/ebpfnet/internal/testenv"
 )
 
@@ -91,10 +88,6 @@ func TestSystemdUnitChecks(t *testing.T) {
 // path, prepared as its ExecStartPre does, counts exactly.
 func TestRunsWithTheUnitsPrivileges(t *testing.T) {
 	testenv.Privileged(t)
-	setpriv, err := exec.LookPath("setpriv")
-	if err != nil {
-		testenv.Missing(t, "setpriv (util-linux)")
-	}
 	u := unitSettings(t)
 	caps := "-all"
 	for _, c := range strings.Fields(u["AmbientCapabilities"]) {
@@ -135,31 +128,11 @@ func TestRunsWithTheUnitsPrivileges(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = unix.Unmount(pin, unix.MNT_DETACH); _ = os.RemoveAll(run) })
 
-	srv := otlptest.Start(t, "127.0.0.1:0")
-	p := testenv.NewPair(t, "unit0")
-	testenv.WaitQuiet(t, p.Local, 300*time.Millisecond)
-	kbase := testenv.LinkStats(t, p.Local)
-	sc := startCommand(t, otlpEnv(srv.Addr), setpriv,
-		"--reuid", "65534", "--regid", "65534", "--clear-groups",
-		"--inh-caps", caps, "--ambient-caps", caps, "--bounding-set", caps, "--no-new-privs",
-		binary(t), "--pin-path", pin, "--interfaces", p.Local, "--interval", "1s")
-	waitValues(t, srv, 30*time.Second, attachedIs(1))
-	got := capsOf(t, sc.cmd.Process.Pid)
-	if got["CapEff"] != twoCaps || got["CapBnd"] != twoCaps {
-		t.Errorf("effective %x, bounding %x: want exactly CAP_BPF and CAP_NET_ADMIN (%x)", got["CapEff"], got["CapBnd"], twoCaps)
+	p := countsUnderSetpriv(t, "unit0", caps, []string{"--no-new-privs"}, "--pin-path", pin)
+	// The pins outlive it, in the directory it was given, and go on counting.
+	if got := testenv.Attachments(t, p.LocalIndex); len(got) != 2 {
+		t.Errorf("after the service stopped: attached %v, want its two pinned hooks", got)
 	}
-	if nnp := statusField(t, sc.cmd.Process.Pid, "NoNewPrivs"); nnp != "1" {
-		t.Errorf("NoNewPrivs %s, want 1", nnp)
-	}
-
-	sent := otlptest.SendKnown(t, p)
-	waitValues(t, srv, 30*time.Second, func(v map[string]int64) bool {
-		return otlptest.Matches(v, p.Local, sent, testenv.LinkStats(t, p.Local).Sub(kbase))
-	})
-	if code := sc.stop(t, syscall.SIGTERM); code != 0 {
-		t.Errorf("SIGTERM: exit %d", code)
-	}
-	// The pins outlive it, in the directory it was given.
 	if _, err := os.Stat(filepath.Join(pin, "counters")); err != nil {
 		t.Errorf("pinned counters: %v", err)
 	}
