@@ -28,41 +28,48 @@ import (
 
 func TestMain(m *testing.M) { testenv.Main(m) }
 
-var (
-	buildOnce sync.Once
-	binPath   string
-	buildErr  error
-)
-
 // binary builds the sidecar once per test run, or takes the one
 // EBPFNET_BINARY names (the 6.1 VM has no Go toolchain).
-func binary(t testing.TB) string {
+func binary(t testing.TB) string { return buildSidecar(t, "EBPFNET_BINARY", "") }
+
+// build is one build of the sidecar, with some build tags, made once.
+type build struct {
+	once sync.Once
+	path string
+	err  error
+}
+
+var builds = map[string]*build{"": {}, "ebpfnet_variant": {}}
+
+// buildSidecar builds the sidecar with the given tags once per test run,
+// as make build builds it (static, without cgo, which dropping
+// capabilities from every thread needs), or takes the binary the
+// environment variable env names.
+func buildSidecar(t testing.TB, env, tags string) string {
 	t.Helper()
-	if b := os.Getenv("EBPFNET_BINARY"); b != "" {
+	if b := os.Getenv(env); b != "" {
 		return b
 	}
-	buildOnce.Do(func() {
+	b := builds[tags]
+	b.once.Do(func() {
 		dir, err := os.MkdirTemp("", "ebpfnet-bin")
 		if err != nil {
-			buildErr = err
+			b.err = err
 			return
 		}
 		// Readable by anyone: one test runs it without privileges.
 		_ = os.Chmod(dir, 0o755)
-		binPath = filepath.Join(dir, "ebpfnet")
-		// As make build builds it: static, without cgo, which dropping
-		// capabilities from every thread needs.
-		cmd := exec.Command("go", "build", "-o", binPath, ".")
+		b.path = filepath.Join(dir, "ebpfnet")
+		cmd := exec.Command("go", "build", "-tags", tags, "-o", b.path, ".")
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			b.err = fmt.Errorf("go build -tags %q: %v\n%s", tags, err, out)
 		}
 	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
+	if b.err != nil {
+		t.Fatal(b.err)
 	}
-	return binPath
+	return b.path
 }
 
 // syncBuffer is an io.Writer safe to read while a process writes it.

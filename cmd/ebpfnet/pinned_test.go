@@ -4,9 +4,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -18,37 +16,11 @@ import (
 	"github.com/ebpfnet/ebpfnet/internal/testenv"
 )
 
-var (
-	variantOnce sync.Once
-	variantPath string
-	variantErr  error
-)
-
 // variantBinary builds the sidecar with -tags ebpfnet_variant, whose
 // programs differ from the real ones by one instruction (bpf/variant_upgrade.go),
 // or takes the one EBPFNET_VARIANT_BINARY names (the 6.1 VM).
 func variantBinary(t testing.TB) string {
-	t.Helper()
-	if b := os.Getenv("EBPFNET_VARIANT_BINARY"); b != "" {
-		return b
-	}
-	variantOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "ebpfnet-variant")
-		if err != nil {
-			variantErr = err
-			return
-		}
-		variantPath = filepath.Join(dir, "ebpfnet")
-		cmd := exec.Command("go", "build", "-tags", "ebpfnet_variant", "-o", variantPath, ".")
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			variantErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if variantErr != nil {
-		t.Fatal(variantErr)
-	}
-	return variantPath
+	return buildSidecar(t, "EBPFNET_VARIANT_BINARY", "ebpfnet_variant")
 }
 
 // removePins removes what the sidecar pinned under dir.
