@@ -167,12 +167,7 @@ func TestCustomCollectorEndToEnd(t *testing.T) {
 		"OTLP_GATEWAY=" + fromCollector.Addr,
 	}, bin, "--config", filepath.Join(repoRoot, "examples", "otelcol", "agent.yaml"))
 
-	sidecar := filepath.Join(t.TempDir(), "ebpfnet")
-	build := exec.Command("go", "build", "-o", sidecar, "../cmd/ebpfnet")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0") // as make build does
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build sidecar: %v\n%s", err, out)
-	}
+	sidecar := sidecarBinary(t)
 	sc := start(t, []string{"OTEL_EXPORTER_OTLP_ENDPOINT=http://" + fromSidecar.Addr, "OTEL_EXPORTER_OTLP_INSECURE=true"},
 		sidecar, "--interfaces", p.Local, "--interval", "1s")
 

@@ -5,6 +5,7 @@ import (
 
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/pmetric"
+	"go.opentelemetry.io/otel/attribute"
 
 	"github.com/ebpfnet/ebpfnet/bpf"
 	"github.com/ebpfnet/ebpfnet/internal/metrics"
@@ -36,36 +37,16 @@ func toMetrics(s *snapshot.Snapshot, r resourceInfo, now pcommon.Timestamp, took
 	bytes := newSum(sm, metrics.IO)
 	packets := newSum(sm, metrics.Packets)
 	metrics.Each(s, func(i *snapshot.Interface, d bpf.Direction, c bpf.Class, n bpf.Count) {
-		start := pcommon.NewTimestampFromTime(i.Start)
-		for _, p := range []struct {
-			dps pmetric.NumberDataPointSlice
-			v   uint64
-		}{{bytes, n.Bytes}, {packets, n.Packets}} {
-			dp := p.dps.AppendEmpty()
-			dp.SetStartTimestamp(start)
-			dp.SetTimestamp(now)
-			dp.SetIntValue(int64(p.v))
-			for _, kv := range metrics.Attributes(i.Name, d, c) {
-				dp.Attributes().PutStr(string(kv.Key), kv.Value.AsString())
-			}
-		}
+		attrs := metrics.Attributes(i.Name, d, c)
+		addPoint(bytes, i, now, n.Bytes, attrs)
+		addPoint(packets, i, now, n.Packets, attrs)
 	})
-
 	netErrors := newSum(sm, metrics.Errors)
 	netDropped := newSum(sm, metrics.Dropped)
 	metrics.EachKernel(s, func(i *snapshot.Interface, d bpf.Direction, k snapshot.KernelStats) {
-		start := pcommon.NewTimestampFromTime(i.Start)
-		for _, p := range []struct {
-			dps pmetric.NumberDataPointSlice
-			v   uint64
-		}{{netErrors, k.Errors}, {netDropped, k.Dropped}} {
-			dp := p.dps.AppendEmpty()
-			dp.SetStartTimestamp(start)
-			dp.SetTimestamp(now)
-			dp.SetIntValue(int64(p.v))
-			dp.Attributes().PutStr(string(metrics.AttrInterface), i.Name)
-			dp.Attributes().PutStr(string(metrics.AttrDirection), d.String())
-		}
+		attrs := []attribute.KeyValue{metrics.AttrInterface.String(i.Name), metrics.AttrDirection.String(d.String())}
+		addPoint(netErrors, i, now, k.Errors, attrs)
+		addPoint(netDropped, i, now, k.Dropped, attrs)
 	})
 
 	attached := newMetric(sm, metrics.InterfacesAttached).SetEmptyGauge().DataPoints().AppendEmpty()
@@ -85,6 +66,18 @@ func toMetrics(s *snapshot.Snapshot, r resourceInfo, now pcommon.Timestamp, took
 	dur.SetTimestamp(now)
 	dur.SetDoubleValue(took.Seconds())
 	return md
+}
+
+// addPoint adds one of interface i's cumulative points, started when
+// counting began on it.
+func addPoint(dps pmetric.NumberDataPointSlice, i *snapshot.Interface, now pcommon.Timestamp, v uint64, attrs []attribute.KeyValue) {
+	dp := dps.AppendEmpty()
+	dp.SetStartTimestamp(pcommon.NewTimestampFromTime(i.Start))
+	dp.SetTimestamp(now)
+	dp.SetIntValue(int64(v))
+	for _, kv := range attrs {
+		dp.Attributes().PutStr(string(kv.Key), kv.Value.AsString())
+	}
 }
 
 func newMetric(sm pmetric.ScopeMetrics, def metrics.Definition) pmetric.Metric {

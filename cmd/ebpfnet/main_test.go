@@ -428,12 +428,7 @@ func TestExporterList(t *testing.T) {
 	testenv.Privileged(t)
 	srv := otlptest.Start(t, "127.0.0.1:0")
 	p := testenv.NewPair(t, "list0")
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
+	port := freeTCPPort(t)
 	env := append(otlpEnv(srv.Addr), "OTEL_METRICS_EXPORTER=otlp,prometheus",
 		"OTEL_EXPORTER_PROMETHEUS_HOST=127.0.0.1", fmt.Sprintf("OTEL_EXPORTER_PROMETHEUS_PORT=%d", port))
 	sc := startSidecar(t, env, "--interfaces", p.Local, "--interval", "1s")
