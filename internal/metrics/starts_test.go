@@ -27,10 +27,10 @@ func (c *captureExporter) Export(_ context.Context, rm *metricdata.ResourceMetri
 // delta points, other metrics and other scopes keep theirs.
 func TestStartTimes(t *testing.T) {
 	pipeline := time.Unix(1000, 0)
-	eth0, eth1 := time.Unix(500, 0), time.Unix(1500, 0)
+	vt0, vt1 := time.Unix(500, 0), time.Unix(1500, 0)
 	starts := NewStartTimes()
 	src := starts.Source(func(s *snapshot.Snapshot) error {
-		s.Interfaces = []snapshot.Interface{{Name: "eth0", Start: eth0}, {Name: "eth1", Start: eth1}}
+		s.Interfaces = []snapshot.Interface{{Name: "vt0", Start: vt0}, {Name: "vt1", Start: vt1}}
 		return nil
 	})
 	if err := src(&snapshot.Snapshot{}); err != nil {
@@ -41,7 +41,7 @@ func TestStartTimes(t *testing.T) {
 	}
 	sum := func(temporality metricdata.Temporality) metricdata.Sum[int64] {
 		return metricdata.Sum[int64]{Temporality: temporality, IsMonotonic: true,
-			DataPoints: []metricdata.DataPoint[int64]{point("eth0"), point("eth1"), point("gone")}}
+			DataPoints: []metricdata.DataPoint[int64]{point("vt0"), point("vt1"), point("gone")}}
 	}
 	rm := &metricdata.ResourceMetrics{ScopeMetrics: []metricdata.ScopeMetrics{
 		{Scope: instrumentation.Scope{Name: ScopeName}, Metrics: []metricdata.Metrics{
@@ -57,7 +57,7 @@ func TestStartTimes(t *testing.T) {
 	if err := starts.Exporter(capture).Export(context.Background(), rm); err != nil {
 		t.Fatal(err)
 	}
-	want := [][]time.Time{{eth0, eth1, pipeline}, {pipeline, pipeline, pipeline}, {pipeline, pipeline, pipeline}}
+	want := [][]time.Time{{vt0, vt1, pipeline}, {pipeline, pipeline, pipeline}, {pipeline, pipeline, pipeline}}
 	for m, w := range want {
 		points := capture.got.ScopeMetrics[0].Metrics[m].Data.(metricdata.Sum[int64]).DataPoints
 		for i := range points {

@@ -114,14 +114,14 @@ func TestTableRatesAtStartAndEnd(t *testing.T) {
 	now := time.Date(2026, 11, 30, 1, 0, 0, 0, time.UTC)
 	e.now = func() time.Time { return now }
 	e.Baseline()
-	if err := e.Export(context.Background(), rm(map[[4]string][2]int64{{"eth0", "receive", "ipv4", "udp"}: {0, 0}})); err != nil {
+	if err := e.Export(context.Background(), rm(map[[4]string][2]int64{{"vt0", "receive", "ipv4", "udp"}: {0, 0}})); err != nil {
 		t.Fatal(err)
 	}
 	if out.Len() != 0 {
 		t.Fatalf("the baseline printed:\n%s", out.String())
 	}
 	now = now.Add(time.Second)
-	if err := e.Export(context.Background(), rm(map[[4]string][2]int64{{"eth0", "receive", "ipv4", "udp"}: {10, 1000}})); err != nil {
+	if err := e.Export(context.Background(), rm(map[[4]string][2]int64{{"vt0", "receive", "ipv4", "udp"}: {10, 1000}})); err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(out.String(), "rates over the last 1s") || !strings.Contains(out.String(), " 10.0 ") {
@@ -129,12 +129,12 @@ func TestTableRatesAtStartAndEnd(t *testing.T) {
 	}
 	out.Reset()
 	now = now.Add(9 * time.Second)
-	if err := e.Export(context.Background(), rm(map[[4]string][2]int64{{"eth0", "receive", "ipv4", "udp"}: {100, 10000}})); err != nil {
+	if err := e.Export(context.Background(), rm(map[[4]string][2]int64{{"vt0", "receive", "ipv4", "udp"}: {100, 10000}})); err != nil {
 		t.Fatal(err)
 	}
 	out.Reset()
 	now = now.Add(100 * time.Millisecond) // the final export, at shutdown
-	if err := e.Export(context.Background(), rm(map[[4]string][2]int64{{"eth0", "receive", "ipv4", "udp"}: {100, 10000}})); err != nil {
+	if err := e.Export(context.Background(), rm(map[[4]string][2]int64{{"vt0", "receive", "ipv4", "udp"}: {100, 10000}})); err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(out.String(), "rates over the last 9s") || !strings.Contains(out.String(), " 9.9 ") {
