@@ -2,7 +2,7 @@
 GO ?= go
 export EBPFNET_PRIVILEGED ?=
 
-.PHONY: all generate build test test-kernel bench run otelcol check-generate fuzz clean image image-otelcol
+.PHONY: all generate build test test-kernel bench run otelcol check-generate fuzz clean image image-otelcol kubernetes-tools
 
 all: build
 
@@ -31,7 +31,7 @@ run: build
 # on this kernel and then on Debian 12's 6.1 kernel in a VM. The custom
 # Collector is built first, here, because the tests run in network
 # namespaces of their own that cannot reach the Go module proxy.
-test: otelcol
+test: otelcol kubernetes-tools
 	$(GO) vet ./...
 	$(GO) test -count=1 ./...
 	$(MAKE) --no-print-directory test-kernel
@@ -52,6 +52,26 @@ otelcol: bin/builder-$(BUILDER_VERSION)
 	mkdir -p build
 	CGO_ENABLED=0 bin/builder-$(BUILDER_VERSION) --config builder-config.yaml
 	cp build/otelcol-ebpfnet/otelcol-ebpfnet bin/otelcol-ebpfnet
+
+# What the Kubernetes manifests' test checks them with, offline:
+# kubeconform, and Kubernetes' own OpenAPI definitions from the
+# k8s.io/kubernetes module (api/openapi-spec/swagger.json), which the test
+# turns into strict per-kind schemas. Both from the Go module proxy;
+# bin/kubeconform and bin/kubernetes-openapi.json point at the versions here.
+KUBECONFORM_VERSION := v0.8.0
+KUBERNETES_VERSION := v1.37.2
+bin/kubeconform-$(KUBECONFORM_VERSION):
+	GOBIN=$(CURDIR)/bin/kubeconform.tmp $(GO) install github.com/yannh/kubeconform/cmd/kubeconform@$(KUBECONFORM_VERSION)
+	mv bin/kubeconform.tmp/kubeconform $@ && rmdir bin/kubeconform.tmp
+
+bin/kubernetes-openapi-$(KUBERNETES_VERSION).json:
+	mkdir -p bin
+	dir=$$(cd / && $(GO) mod download -json k8s.io/kubernetes@$(KUBERNETES_VERSION) | sed -n 's/^\t"Dir": "\(.*\)",$$/\1/p') && \
+	test -n "$$dir" && cp "$$dir/api/openapi-spec/swagger.json" $@ && chmod 644 $@
+
+kubernetes-tools: bin/kubeconform-$(KUBECONFORM_VERSION) bin/kubernetes-openapi-$(KUBERNETES_VERSION).json
+	ln -sf kubeconform-$(KUBECONFORM_VERSION) bin/kubeconform
+	ln -sf kubernetes-openapi-$(KUBERNETES_VERSION).json bin/kubernetes-openapi.json
 
 # The sidecar's and the custom Collector's images, as the Dockerfile
 # builds them but without a registry: buildah, from scratch, the static

@@ -1,9 +1,14 @@
 package main
 
 import (
+	"bufio"
 	"fmt"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -11,15 +16,22 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 
 	"github.com/ebpfnet/ebpfnet/internal/otlptest"
 	"github.com/ebpfnet/ebpfnet/internal/testenv"
 )
 
-// make image builds the sidecar's image; podman runs it in the test's own
-// network namespace with CAP_BPF and CAP_NET_ADMIN only and the shipped
-// seccomp profile, as nobody, and it counts exactly. (runc, not crun, and
-// the rlimits passed explicitly: this sandbox cannot raise them.)
+// make image builds the sidecar's image; podman runs it in a network
+// namespace of the test's with CAP_BPF and CAP_NET_ADMIN only and the
+// shipped seccomp profile, and it counts exactly: once as the image runs by
+// default (as nobody), once as examples/kubernetes' DaemonSet runs it (its
+// user, capabilities, seccomp profile, arguments, environment and volumes,
+// with the pin path on a bpffs), through a restart over the pins as in a
+// rolling update. (runc, not crun, and the rlimits passed explicitly: this
+// sandbox cannot raise them.)
 func TestContainerImage(t *testing.T) {
 	testenv.Privileged(t)
 	for _, tool := range []string{"podman", "buildah", "runc"} {
@@ -34,22 +46,118 @@ func TestContainerImage(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = exec.Command("podman", "rmi", "-f", image).Run() })
 
-	// A network namespace of the test's for the container (not the test's
-	// own, which runc would take for its host's): the interface to count
-	// and the OTLP endpoint are in it.
-	ns := testenv.NewNetns(t)
-	var (
-		srv   *otlptest.Server
-		p     *testenv.Pair
-		kbase testenv.Stats
-	)
-	in := func(fn func() error) {
-		t.Helper()
-		if err := testenv.RunIn(ns, fn); err != nil {
+	t.Run("as the image runs", func(t *testing.T) {
+		c := newContainerNS(t)
+		run := c.start(t, image, []string{"--security-opt", "seccomp=../../examples/container/seccomp.json"},
+			[]string{"OTEL_EXPORTER_OTLP_ENDPOINT=http://" + c.srv.Addr, "OTEL_EXPORTER_OTLP_INSECURE=true"},
+			"--interfaces", c.pair.Local, "--interval", "1s")
+		waitValues(t, c.srv, 60*time.Second, attachedIs(1))
+		c.privileges(t, "65534")
+		sent := c.send(t)
+		waitValues(t, c.srv, 30*time.Second, func(v map[string]int64) bool {
+			return otlptest.Matches(v, c.pair.Local, sent, c.stats(t).Sub(c.kbase))
+		})
+		if code := run.stop(t, syscall.SIGTERM); code != 0 {
+			t.Errorf("podman run: exit %d", code)
+		}
+		c.detached(t)
+	})
+
+	t.Run("as DaemonSet ebpfnet runs it", func(t *testing.T) {
+		ms, err := decodeManifests([]string{filepath.Join(manifestDir, "ebpfnet-daemonset.yaml"), filepath.Join(manifestDir, "seccomp-profile.yaml")})
+		if err != nil {
 			t.Fatal(err)
 		}
-	}
-	in(func() error {
+		ds := find[appsv1.DaemonSet](t, ms, "DaemonSet", "ebpfnet")
+		spec := ds.Spec.Template.Spec
+		ctr := container(t, spec, "ebpfnet")
+		c := newContainerNS(t)
+		// The manifest's environment with the downward API's values for
+		// this namespace (its loopback is the pod's address here), and the
+		// test's OTLP receiver for the gateway's Service.
+		env := envOf(t, ctr, map[string]string{"spec.nodeName": "node1", "status.podIP": "127.0.0.1"})
+		env["OTEL_EXPORTER_OTLP_ENDPOINT"] = "http://" + c.srv.Addr
+		env["OTEL_METRIC_EXPORT_INTERVAL"] = "1000"
+		var envList []string
+		for k, v := range env {
+			envList = append(envList, k+"="+v)
+		}
+		flags := podmanFlags(t, ms, spec, ctr)
+		pins := filepath.Join("/sys/fs/bpf", "ebpfnet")
+		if !slices.Contains(ctr.Args, pins) {
+			t.Fatalf("the DaemonSet's pin path is not %s: %q", pins, ctr.Args)
+		}
+		removePins(t, pins)
+
+		first := c.start(t, image, flags, envList, ctr.Args...)
+		waitValues(t, c.srv, 60*time.Second, attachedIs(1))
+		c.privileges(t, "0")
+		// The liveness probe's request gets an answer.
+		probe := ctr.LivenessProbe.HTTPGet
+		port := 0
+		for _, p := range ctr.Ports {
+			if p.Name == probe.Port.StrVal {
+				port = int(p.ContainerPort)
+			}
+		}
+		url := fmt.Sprintf("http://%s:%d%s", env["OTEL_EXPORTER_PROMETHEUS_HOST"], port, probe.Path)
+		var status string
+		for deadline := time.Now().Add(30 * time.Second); status != "200 OK" && time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+			c.in(t, func() error { status = httpGetHere(url); return nil })
+		}
+		if status != "200 OK" {
+			t.Fatalf("liveness probe %s: %s", url, status)
+		}
+		sent := c.send(t)
+		waitValues(t, c.srv, 30*time.Second, func(v map[string]int64) bool {
+			return otlptest.Matches(v, c.pair.Local, sent, c.stats(t).Sub(c.kbase))
+		})
+
+		// A rolling update with maxSurge 0: the old pod goes, traffic goes
+		// on with no pod running, the new pod takes the pins over. Nothing
+		// is lost, nothing counted twice.
+		if code := first.stop(t, syscall.SIGTERM); code != 0 {
+			t.Errorf("podman run: exit %d", code)
+		}
+		if got := c.attachments(t); len(got) != 2 {
+			t.Fatalf("between the pods, attached: %v; want both hooks still counting", got)
+		}
+		c.send(t)
+		second := c.start(t, image, flags, envList, ctr.Args...)
+		twice := make([]otlptest.Series, len(sent))
+		for i, s := range sent {
+			twice[i] = s
+			twice[i].Packets, twice[i].Bytes = 2*s.Packets, 2*s.Bytes
+		}
+		waitValues(t, c.srv, 60*time.Second, func(v map[string]int64) bool {
+			return otlptest.Matches(v, c.pair.Local, twice, c.stats(t).Sub(c.kbase))
+		})
+		if code := second.stop(t, syscall.SIGTERM); code != 0 {
+			t.Errorf("podman run: exit %d", code)
+		}
+		if err := os.RemoveAll(pins); err != nil {
+			t.Fatal(err)
+		}
+		c.detached(t)
+	})
+}
+
+// containerNS is a network namespace of the test's for a container (not
+// the test's own, which runc would take for its host's), with the
+// interface to count and the OTLP receiver in it.
+type containerNS struct {
+	ns    netns.NsHandle
+	srv   *otlptest.Server
+	pair  *testenv.Pair
+	kbase testenv.Stats
+	name  string
+	pid   int
+}
+
+func newContainerNS(t *testing.T) *containerNS {
+	t.Helper()
+	c := &containerNS{ns: testenv.NewNetns(t)}
+	c.in(t, func() error {
 		lo, err := netlink.LinkByName("lo")
 		if err != nil {
 			return err
@@ -57,33 +165,69 @@ func TestContainerImage(t *testing.T) {
 		if err := netlink.LinkSetUp(lo); err != nil {
 			return err
 		}
-		if srv, err = otlptest.Listen("127.0.0.1:0"); err != nil {
+		if c.srv, err = otlptest.Listen("127.0.0.1:0"); err != nil {
 			return err
 		}
-		p, err = testenv.CreatePair("image0")
+		c.pair, err = testenv.CreatePair("image0")
 		return err
 	})
-	t.Cleanup(srv.Stop)
-	t.Cleanup(func() { _ = testenv.RunIn(ns, func() error { p.Close(); return nil }) })
-	stats := func() (s testenv.Stats) {
-		in(func() error { s = testenv.LinkStats(t, p.Local); return nil })
-		return s
+	t.Cleanup(c.srv.Stop)
+	t.Cleanup(func() { _ = testenv.RunIn(c.ns, func() error { c.pair.Close(); return nil }) })
+	c.in(t, func() error { testenv.WaitQuiet(t, c.pair.Local, 300*time.Millisecond); return nil })
+	c.kbase = c.stats(t)
+	return c
+}
+
+func (c *containerNS) in(t *testing.T, fn func() error) {
+	t.Helper()
+	if err := testenv.RunIn(c.ns, fn); err != nil {
+		t.Fatal(err)
 	}
-	in(func() error { testenv.WaitQuiet(t, p.Local, 300*time.Millisecond); return nil })
-	kbase = stats()
+}
 
-	name := fmt.Sprintf("ebpfnet-test-%d", os.Getpid())
-	sc := startCommand(t, nil, "podman", "run", "--rm", "--name", name, "--runtime", "runc",
-		"--network", fmt.Sprintf("ns:/proc/%d/fd/%d", os.Getpid(), int(ns)),
+func (c *containerNS) stats(t *testing.T) (s testenv.Stats) {
+	c.in(t, func() error { s = testenv.LinkStats(t, c.pair.Local); return nil })
+	return s
+}
+
+func (c *containerNS) send(t *testing.T) (sent []otlptest.Series) {
+	c.in(t, func() error { sent = otlptest.SendKnown(t, c.pair); return nil })
+	return sent
+}
+
+func (c *containerNS) attachments(t *testing.T) (got []string) {
+	c.in(t, func() error { got = testenv.Attachments(t, c.pair.LocalIndex); return nil })
+	return got
+}
+
+func (c *containerNS) detached(t *testing.T) {
+	t.Helper()
+	if got := c.attachments(t); len(got) != 0 {
+		t.Errorf("still attached after the container stopped: %v", got)
+	}
+}
+
+// start runs the image in the namespace with the given podman flags,
+// environment and arguments, and only CAP_BPF and CAP_NET_ADMIN.
+func (c *containerNS) start(t *testing.T, image string, flags, env []string, args ...string) *sidecar {
+	t.Helper()
+	c.name = fmt.Sprintf("ebpfnet-test-%d-%d", os.Getpid(), time.Now().UnixNano())
+	run := []string{"run", "--rm", "--name", c.name, "--runtime", "runc",
+		"--network", fmt.Sprintf("ns:/proc/%d/fd/%d", os.Getpid(), int(c.ns)),
 		"--cap-drop=all", "--cap-add=CAP_BPF,CAP_NET_ADMIN",
-		"--security-opt", "seccomp=../../examples/container/seccomp.json",
-		"--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024",
-		"-e", "OTEL_EXPORTER_OTLP_ENDPOINT=http://"+srv.Addr, "-e", "OTEL_EXPORTER_OTLP_INSECURE=true",
-		image, "--interfaces", p.Local, "--interval", "1s")
-	waitValues(t, srv, 60*time.Second, attachedIs(1))
+		"--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"}
+	run = append(run, flags...)
+	for _, e := range env {
+		run = append(run, "-e", e)
+	}
+	return startCommand(t, nil, "podman", append(append(run, image), args...)...)
+}
 
-	// The process in the container: nobody, the two capabilities.
-	out, err := exec.Command("podman", "inspect", "--format", "{{.State.Pid}}", name).Output()
+// privileges checks the container's process: the uid, and effective and
+// bounding capabilities of exactly CAP_BPF and CAP_NET_ADMIN.
+func (c *containerNS) privileges(t *testing.T, uid string) {
+	t.Helper()
+	out, err := exec.Command("podman", "inspect", "--format", "{{.State.Pid}}", c.name).Output()
 	if err != nil {
 		t.Fatalf("podman inspect: %v", err)
 	}
@@ -94,22 +238,83 @@ func TestContainerImage(t *testing.T) {
 	if got := capsOf(t, pid); got["CapEff"] != twoCaps || got["CapBnd"] != twoCaps {
 		t.Errorf("in the container: effective %x, bounding %x; want CAP_BPF and CAP_NET_ADMIN (%x)", got["CapEff"], got["CapBnd"], twoCaps)
 	}
-	if uid := statusField(t, pid, "Uid"); uid != "65534" {
-		t.Errorf("in the container: uid %s, want 65534", uid)
+	if got := statusField(t, pid, "Uid"); got != uid {
+		t.Errorf("in the container: uid %s, want %s", got, uid)
 	}
+}
 
-	var sent []otlptest.Series
-	in(func() error { sent = otlptest.SendKnown(t, p); return nil })
-	waitValues(t, srv, 30*time.Second, func(v map[string]int64) bool {
-		return otlptest.Matches(v, p.Local, sent, stats().Sub(kbase))
-	})
-	if code := sc.stop(t, syscall.SIGTERM); code != 0 {
-		t.Errorf("podman run: exit %d", code)
+// podmanFlags are the podman run flags for what the pod spec gives the
+// container beyond the image: its user, no privilege escalation, a
+// read-only root, the seccomp profile (Localhost: the ConfigMap the
+// DaemonSet installs it from), the memory limit, and its hostPath volumes.
+// The capabilities are checked here and given by start; the host network
+// is the test's namespace.
+func podmanFlags(t *testing.T, ms []manifest, spec corev1.PodSpec, c corev1.Container) []string {
+	t.Helper()
+	sc := c.SecurityContext
+	if sc == nil || sc.RunAsUser == nil || sc.RunAsGroup == nil || sc.Capabilities == nil {
+		t.Fatalf("container %s: no user or capabilities", c.Name)
 	}
-	in(func() error {
-		if got := testenv.Attachments(t, p.LocalIndex); len(got) != 0 {
-			return fmt.Errorf("still attached after the container stopped: %v", got)
+	if got := fmt.Sprint(sc.Capabilities.Drop, sc.Capabilities.Add); got != "[ALL] [BPF NET_ADMIN]" {
+		t.Fatalf("container %s: capabilities %s; the test runs it with CAP_BPF and CAP_NET_ADMIN", c.Name, got)
+	}
+	if !spec.HostNetwork {
+		t.Fatalf("container %s: not on the host network, which the test's namespace stands for", c.Name)
+	}
+	flags := []string{"--user", fmt.Sprintf("%d:%d", *sc.RunAsUser, *sc.RunAsGroup)}
+	if sc.AllowPrivilegeEscalation != nil && !*sc.AllowPrivilegeEscalation {
+		flags = append(flags, "--security-opt", "no-new-privileges")
+	}
+	if sc.ReadOnlyRootFilesystem != nil && *sc.ReadOnlyRootFilesystem {
+		flags = append(flags, "--read-only")
+	}
+	if p := sc.SeccompProfile; p != nil && p.Type == corev1.SeccompProfileTypeLocalhost {
+		profile := filepath.Join(t.TempDir(), *p.LocalhostProfile)
+		data := find[corev1.ConfigMap](t, ms, "ConfigMap", "ebpfnet-seccomp").Data[*p.LocalhostProfile]
+		if err := os.WriteFile(profile, []byte(data), 0o644); err != nil {
+			t.Fatal(err)
 		}
-		return nil
-	})
+		flags = append(flags, "--security-opt", "seccomp="+profile)
+	} else {
+		t.Fatalf("container %s: seccomp profile %+v", c.Name, p)
+	}
+	if m, ok := c.Resources.Limits[corev1.ResourceMemory]; ok {
+		flags = append(flags, "--memory", fmt.Sprint(m.Value()))
+	}
+	for _, m := range c.VolumeMounts {
+		v := volume(t, spec, m)
+		if v.HostPath == nil {
+			t.Fatalf("container %s: volume %s is not a hostPath; the test gives hostPaths alone", c.Name, v.Name)
+		}
+		bind := v.HostPath.Path + ":" + m.MountPath
+		if m.ReadOnly {
+			bind += ":ro"
+		}
+		flags = append(flags, "-v", bind)
+	}
+	return flags
+}
+
+// httpGetHere makes a GET request from this thread's network namespace
+// (http.Client dials on a goroutine of its own, which may be elsewhere)
+// and returns the status, or the error.
+func httpGetHere(url string) string {
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		return err.Error()
+	}
+	conn, err := net.Dial("tcp", req.URL.Host)
+	if err != nil {
+		return err.Error()
+	}
+	defer conn.Close()
+	if err := req.Write(conn); err != nil {
+		return err.Error()
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(conn), req)
+	if err != nil {
+		return err.Error()
+	}
+	resp.Body.Close()
+	return resp.Status
 }

@@ -23,8 +23,9 @@ cd "$work"
 # with tools the initramfs has not either and that do not depend on the
 # kernel: systemd-analyze (the unit; the binary's run with the unit's
 # privileges does run here), promtool and prometheus (alerts, dashboard),
-# podman and buildah (the image).
-skip='^(TestMakeRun|TestBuiltWithCgoKeepsCapabilitiesAndSaysSo|TestSystemdUnitChecks|TestAlertRules|TestDashboardQueriesReturnSeries|TestContainerImage)$'
+# podman and buildah (the image), kubeconform and the manifests (the
+# Kubernetes examples).
+skip='^(TestMakeRun|TestBuiltWithCgoKeepsCapabilitiesAndSaysSo|TestSystemdUnitChecks|TestAlertRules|TestDashboardQueriesReturnSeries|TestContainerImage|TestKubernetesManifests)$'
 
 fetch() { # fetch PACKAGE: download and unpack a Debian package once
 	if [ ! -d "pkg/$1" ]; then

@@ -1,0 +1,512 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+
+	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
+	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	kjson "sigs.k8s.io/json"
+	"sigs.k8s.io/yaml"
+
+	"github.com/ebpfnet/ebpfnet/internal/testenv"
+)
+
+const manifestDir = "../../examples/kubernetes"
+
+// manifest is one document of a file under examples/kubernetes, decoded
+// strictly into its k8s.io/api type.
+type manifest struct {
+	file string
+	kind string
+	name string
+	obj  any
+}
+
+// kinds are the objects the examples may hold, by apiVersion and kind.
+var kinds = map[string]func() any{
+	"v1/Namespace":                           func() any { return new(corev1.Namespace) },
+	"v1/ConfigMap":                           func() any { return new(corev1.ConfigMap) },
+	"v1/ServiceAccount":                      func() any { return new(corev1.ServiceAccount) },
+	"v1/Service":                             func() any { return new(corev1.Service) },
+	"apps/v1/DaemonSet":                      func() any { return new(appsv1.DaemonSet) },
+	"apps/v1/Deployment":                     func() any { return new(appsv1.Deployment) },
+	"autoscaling/v2/HorizontalPodAutoscaler": func() any { return new(autoscalingv2.HorizontalPodAutoscaler) },
+	"policy/v1/PodDisruptionBudget":          func() any { return new(policyv1.PodDisruptionBudget) },
+}
+
+var docSeparator = regexp.MustCompile(`(?m)^---\s*$`)
+
+// decodeManifests decodes every document of the files strictly: YAML
+// duplicate keys, unknown fields and fields in the wrong case are errors
+// (YAMLToJSONStrict, then sigs.k8s.io/json's case-sensitive
+// UnmarshalStrict).
+func decodeManifests(files []string) ([]manifest, error) {
+	var out []manifest
+	for _, f := range files {
+		body, err := os.ReadFile(f)
+		if err != nil {
+			return nil, err
+		}
+		for i, doc := range docSeparator.Split(string(body), -1) {
+			j, err := yaml.YAMLToJSONStrict([]byte(doc))
+			if err != nil {
+				return nil, fmt.Errorf("%s, document %d: %v", f, i+1, err)
+			}
+			if string(j) == "null" {
+				continue
+			}
+			var head struct {
+				APIVersion string `json:"apiVersion"`
+				Kind       string `json:"kind"`
+				Metadata   struct {
+					Name string `json:"name"`
+				} `json:"metadata"`
+			}
+			if err := json.Unmarshal(j, &head); err != nil {
+				return nil, fmt.Errorf("%s, document %d: %v", f, i+1, err)
+			}
+			mk, ok := kinds[head.APIVersion+"/"+head.Kind]
+			if !ok {
+				return nil, fmt.Errorf("%s, document %d: %s %s is not a kind this test knows", f, i+1, head.APIVersion, head.Kind)
+			}
+			obj := mk()
+			strict, err := kjson.UnmarshalStrict(j, obj)
+			if err == nil && len(strict) > 0 {
+				err = strictErrors(strict)
+			}
+			if err != nil {
+				return nil, fmt.Errorf("%s, %s %s: %v", f, head.Kind, head.Metadata.Name, err)
+			}
+			out = append(out, manifest{file: filepath.Base(f), kind: head.Kind, name: head.Metadata.Name, obj: obj})
+		}
+	}
+	return out, nil
+}
+
+type strictErrors []error
+
+func (e strictErrors) Error() string {
+	s := make([]string, len(e))
+	for i, err := range e {
+		s[i] = err.Error()
+	}
+	return strings.Join(s, "; ")
+}
+
+func manifestFiles(t *testing.T) []string {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join(manifestDir, "*.yaml"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no manifests in %s: %v", manifestDir, err)
+	}
+	return files
+}
+
+// find returns the one object of that kind and name.
+func find[T any](t *testing.T, ms []manifest, kind, name string) T {
+	t.Helper()
+	for _, m := range ms {
+		if m.kind == kind && m.name == name {
+			return *m.obj.(*T)
+		}
+	}
+	t.Fatalf("no %s %s in %s", kind, name, manifestDir)
+	panic("unreachable")
+}
+
+// kubeconformSchemas writes strict per-kind JSON schemas, in kubeconform's
+// file naming, from Kubernetes' OpenAPI definitions (swagger.json): each
+// kind's definition with the definitions it refers to, every object with
+// properties closed (additionalProperties: false), IntOrString and
+// Quantity as the strings or numbers the API takes, as
+// openapi2jsonschema does.
+func kubeconformSchemas(t *testing.T, swagger string) string {
+	t.Helper()
+	body, err := os.ReadFile(swagger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var spec struct {
+		Definitions map[string]map[string]any `json:"definitions"`
+	}
+	if err := json.Unmarshal(body, &spec); err != nil {
+		t.Fatalf("%s: %v", swagger, err)
+	}
+	defs := spec.Definitions
+	defs["io.k8s.apimachinery.pkg.util.intstr.IntOrString"] = map[string]any{"oneOf": []any{map[string]any{"type": "string"}, map[string]any{"type": "integer"}}}
+	defs["io.k8s.apimachinery.pkg.api.resource.Quantity"] = map[string]any{"oneOf": []any{map[string]any{"type": "string"}, map[string]any{"type": "number"}}}
+	var closeObjects func(v any)
+	closeObjects = func(v any) {
+		switch v := v.(type) {
+		case map[string]any:
+			if _, ok := v["properties"]; ok {
+				if _, ok := v["additionalProperties"]; !ok {
+					v["additionalProperties"] = false
+				}
+			}
+			for _, c := range v {
+				closeObjects(c)
+			}
+		case []any:
+			for _, c := range v {
+				closeObjects(c)
+			}
+		}
+	}
+	var refs func(v any, into map[string]any)
+	refs = func(v any, into map[string]any) {
+		switch v := v.(type) {
+		case map[string]any:
+			if r, ok := v["$ref"].(string); ok {
+				name := strings.TrimPrefix(r, "#/definitions/")
+				if _, seen := into[name]; !seen {
+					into[name] = defs[name]
+					refs(defs[name], into)
+				}
+			}
+			for _, c := range v {
+				refs(c, into)
+			}
+		case []any:
+			for _, c := range v {
+				refs(c, into)
+			}
+		}
+	}
+	for _, d := range defs {
+		closeObjects(d)
+	}
+	dir := t.TempDir()
+	n := 0
+	for name, d := range defs {
+		gvks, _ := d["x-kubernetes-group-version-kind"].([]any)
+		for _, g := range gvks {
+			gvk := g.(map[string]any)
+			group, _ := gvk["group"].(string)
+			suffix := "-" + gvk["version"].(string)
+			if group != "" {
+				suffix = "-" + strings.Split(group, ".")[0] + suffix
+			}
+			closure := map[string]any{name: d}
+			refs(d, closure)
+			schema, err := json.Marshal(map[string]any{
+				"$schema":     "http://json-schema.org/draft-04/schema#",
+				"$ref":        "#/definitions/" + name,
+				"definitions": closure,
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			file := filepath.Join(dir, strings.ToLower(gvk["kind"].(string))+suffix+".json")
+			if err := os.WriteFile(file, schema, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			n++
+		}
+	}
+	if n < 100 {
+		t.Fatalf("%s: only %d kinds", swagger, n)
+	}
+	return dir
+}
+
+// The manifests under examples/kubernetes pass kubeconform in strict mode
+// against Kubernetes' own schemas and decode strictly into k8s.io/api
+// types, and a typo in them fails both; and they say what the rest of the
+// repository says: the configurations are the example files, the
+// privileges are the two capabilities, the pin path is on the node's
+// bpffs with maxSurge 0, and the binaries accept the arguments and
+// environment they are given.
+func TestKubernetesManifests(t *testing.T) {
+	files := manifestFiles(t)
+	ms, err := decodeManifests(files)
+	if err != nil {
+		t.Fatalf("strict decoding: %v", err)
+	}
+
+	t.Run("kubeconform", func(t *testing.T) {
+		kubeconform, _ := filepath.Abs("../../bin/kubeconform")
+		swagger, _ := filepath.Abs("../../bin/kubernetes-openapi.json")
+		for _, f := range []string{kubeconform, swagger} {
+			if _, err := os.Stat(f); err != nil {
+				testenv.Missing(t, f+" is missing: run make kubernetes-tools, or make test")
+			}
+		}
+		schemas := kubeconformSchemas(t, swagger)
+		run := func(files ...string) (string, error) {
+			args := append([]string{"-strict", "-summary", "-schema-location", schemas + "/{{ .ResourceKind }}{{ .KindSuffix }}.json"}, files...)
+			out, err := exec.Command(kubeconform, args...).CombinedOutput()
+			return string(out), err
+		}
+		out, err := run(files...)
+		if err != nil {
+			t.Fatalf("kubeconform: %v\n%s", err, out)
+		}
+		if want := fmt.Sprintf("Valid: %d, Invalid: 0, Errors: 0, Skipped: 0", len(ms)); !strings.Contains(out, want) {
+			t.Errorf("kubeconform: want %q in\n%s", want, out)
+		}
+		// The checks bite: a misspelt field, a field in the wrong case.
+		for _, typo := range [][2]string{{"hostNetwork: true", "hostNetwrok: true"}, {"maxSurge: 0", "MaxSurge: 0"}} {
+			bad := filepath.Join(t.TempDir(), "ebpfnet-daemonset.yaml")
+			body, err := os.ReadFile(filepath.Join(manifestDir, "ebpfnet-daemonset.yaml"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Contains(body, []byte(typo[0])) {
+				t.Fatalf("ebpfnet-daemonset.yaml has no %q", typo[0])
+			}
+			if err := os.WriteFile(bad, bytes.Replace(body, []byte(typo[0]), []byte(typo[1]), 1), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			field := strings.TrimSuffix(typo[1], ": true")
+			field = strings.TrimSuffix(field, ": 0")
+			if out, err := run(bad); err == nil || !strings.Contains(out, field) {
+				t.Errorf("kubeconform took %q: %v\n%s", typo[1], err, out)
+			}
+			if _, err := decodeManifests([]string{bad}); err == nil || !strings.Contains(err.Error(), field) {
+				t.Errorf("strict decoding took %q: %v", typo[1], err)
+			}
+		}
+	})
+
+	t.Run("configurations are the example files", func(t *testing.T) {
+		for _, c := range []struct{ configMap, key, file string }{
+			{"ebpfnet-seccomp", "ebpfnet.json", "../container/seccomp.json"},
+			{"otelcol-ebpfnet-agent", "agent.yaml", "../otelcol/agent.yaml"},
+			{"ebpfnet-gateway", "gateway.yaml", "../otelcol/gateway.yaml"},
+		} {
+			want, err := os.ReadFile(filepath.Join(manifestDir, c.file))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := find[corev1.ConfigMap](t, ms, "ConfigMap", c.configMap).Data[c.key]; got != string(want) {
+				t.Errorf("ConfigMap %s: %s is not %s verbatim", c.configMap, c.key, c.file)
+			}
+		}
+	})
+
+	sidecar := find[appsv1.DaemonSet](t, ms, "DaemonSet", "ebpfnet")
+	agent := find[appsv1.DaemonSet](t, ms, "DaemonSet", "otelcol-ebpfnet-agent")
+	app := find[appsv1.Deployment](t, ms, "Deployment", "example-app")
+	gateway := find[appsv1.Deployment](t, ms, "Deployment", "ebpfnet-gateway")
+	service := find[corev1.Service](t, ms, "Service", "ebpfnet-gateway")
+
+	t.Run("privileges", func(t *testing.T) {
+		counting := map[string]corev1.Container{
+			"DaemonSet ebpfnet":               container(t, sidecar.Spec.Template.Spec, "ebpfnet"),
+			"DaemonSet otelcol-ebpfnet-agent": container(t, agent.Spec.Template.Spec, "otelcol"),
+			"Deployment example-app":          container(t, app.Spec.Template.Spec, "ebpfnet"),
+		}
+		for what, c := range counting {
+			sc := c.SecurityContext
+			if sc == nil || sc.Capabilities == nil {
+				t.Errorf("%s: no capabilities", what)
+				continue
+			}
+			if got := fmt.Sprint(sc.Capabilities.Drop, sc.Capabilities.Add); got != "[ALL] [BPF NET_ADMIN]" {
+				t.Errorf("%s: capabilities drop, add %s; want [ALL] [BPF NET_ADMIN]", what, got)
+			}
+			if sc.Privileged != nil && *sc.Privileged || sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation ||
+				sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem {
+				t.Errorf("%s: want not privileged, no privilege escalation, a read-only root", what)
+			}
+			// Kubernetes gives added capabilities to uid 0 alone.
+			if sc.RunAsUser == nil || *sc.RunAsUser != 0 {
+				t.Errorf("%s: runAsUser %v; the capabilities need uid 0 under Kubernetes", what, sc.RunAsUser)
+			}
+			if p := sc.SeccompProfile; p == nil || p.Type != corev1.SeccompProfileTypeLocalhost || p.LocalhostProfile == nil || *p.LocalhostProfile != "ebpfnet.json" {
+				t.Errorf("%s: seccomp profile %+v; want Localhost ebpfnet.json", what, p)
+			}
+		}
+		// The DaemonSets install the profile where the kubelet reads it,
+		// under the name the containers give.
+		for _, ds := range []appsv1.DaemonSet{sidecar, agent} {
+			spec := ds.Spec.Template.Spec
+			init := container(t, spec, "seccomp-profile")
+			if got := strings.Join(init.Command, " "); got != "cp /profile/ebpfnet.json /seccomp/ebpfnet.json" {
+				t.Errorf("DaemonSet %s: seccomp-profile runs %q", ds.Name, got)
+			}
+			if v := volume(t, spec, mountOf(t, init, "/seccomp")); v.HostPath == nil || v.HostPath.Path != "/var/lib/kubelet/seccomp" {
+				t.Errorf("DaemonSet %s: the profile goes to %+v, not the kubelet's seccomp directory", ds.Name, v.VolumeSource)
+			}
+			if v := volume(t, spec, mountOf(t, init, "/profile")); v.ConfigMap == nil || v.ConfigMap.Name != "ebpfnet-seccomp" {
+				t.Errorf("DaemonSet %s: the profile comes from %+v, not ConfigMap ebpfnet-seccomp", ds.Name, v.VolumeSource)
+			}
+			if !spec.HostNetwork || spec.DNSPolicy != corev1.DNSClusterFirstWithHostNet {
+				t.Errorf("DaemonSet %s: want hostNetwork with dnsPolicy ClusterFirstWithHostNet", ds.Name)
+			}
+			if u := ds.Spec.UpdateStrategy.RollingUpdate; u == nil || u.MaxSurge == nil || u.MaxSurge.IntValue() != 0 {
+				t.Errorf("DaemonSet %s: maxSurge must be 0 (one owner per pin path, one identity per node)", ds.Name)
+			}
+		}
+		if sc := gateway.Spec.Template.Spec.SecurityContext; sc == nil || sc.RunAsNonRoot == nil || !*sc.RunAsNonRoot {
+			t.Errorf("gateway: want runAsNonRoot")
+		}
+		if c := container(t, gateway.Spec.Template.Spec, "otelcol").SecurityContext; c == nil || c.Capabilities == nil || len(c.Capabilities.Add) != 0 {
+			t.Errorf("gateway: wants no capability")
+		}
+	})
+
+	t.Run("pin path on the node's bpffs", func(t *testing.T) {
+		spec := sidecar.Spec.Template.Spec
+		c := container(t, spec, "ebpfnet")
+		i := slices.Index(c.Args, "--pin-path")
+		if i < 0 || i+1 >= len(c.Args) {
+			t.Fatalf("DaemonSet ebpfnet: no --pin-path in %q", c.Args)
+		}
+		mount := mountOf(t, c, "/sys/fs/bpf")
+		if !strings.HasPrefix(c.Args[i+1], "/sys/fs/bpf/") || mount.ReadOnly {
+			t.Errorf("DaemonSet ebpfnet: pin path %s, mount %+v", c.Args[i+1], mount)
+		}
+		if v := volume(t, spec, mount); v.HostPath == nil || v.HostPath.Path != "/sys/fs/bpf" {
+			t.Errorf("DaemonSet ebpfnet: /sys/fs/bpf is %+v, not the node's", v.VolumeSource)
+		}
+	})
+
+	t.Run("they send to the gateway", func(t *testing.T) {
+		ports := map[string]bool{}
+		for _, p := range service.Spec.Ports {
+			ports[fmt.Sprint(p.Port)] = true
+			if p.TargetPort.StrVal == "" || !slices.ContainsFunc(container(t, gateway.Spec.Template.Spec, "otelcol").Ports, func(c corev1.ContainerPort) bool { return c.Name == p.TargetPort.StrVal }) {
+				t.Errorf("Service port %s: target %v is no port of the gateway's", p.Name, p.TargetPort)
+			}
+		}
+		if !ports["4317"] || !ports["4318"] {
+			t.Errorf("Service ebpfnet-gateway: ports %v, want OTLP gRPC 4317 and HTTP 4318", ports)
+		}
+		host := service.Name + "." + service.Namespace + ".svc:4317"
+		for what, env := range map[string]map[string]string{
+			"DaemonSet ebpfnet":               envOf(t, container(t, sidecar.Spec.Template.Spec, "ebpfnet"), nil),
+			"Deployment example-app":          envOf(t, container(t, app.Spec.Template.Spec, "ebpfnet"), nil),
+			"DaemonSet otelcol-ebpfnet-agent": envOf(t, container(t, agent.Spec.Template.Spec, "otelcol"), nil),
+		} {
+			if got := env["OTEL_EXPORTER_OTLP_ENDPOINT"] + env["OTLP_GATEWAY"]; strings.TrimPrefix(got, "http://") != host {
+				t.Errorf("%s sends to %q, not %s", what, got, host)
+			}
+		}
+	})
+
+	// The sidecar takes its arguments and environment, as given (the
+	// downward API's values stand in), and so does the Collector its
+	// configuration.
+	t.Run("the binaries accept them", func(t *testing.T) {
+		downward := map[string]string{"spec.nodeName": "node1", "status.podIP": "10.0.0.1", "metadata.name": "pod1", "metadata.namespace": "ns1"}
+		for what, c := range map[string]corev1.Container{
+			"DaemonSet ebpfnet":      container(t, sidecar.Spec.Template.Spec, "ebpfnet"),
+			"Deployment example-app": container(t, app.Spec.Template.Spec, "ebpfnet"),
+		} {
+			cmd := exec.Command(binary(t), append(slices.Clone(c.Args), "--check-config")...)
+			cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
+			for k, v := range envOf(t, c, downward) {
+				cmd.Env = append(cmd.Env, k+"="+v)
+			}
+			if out, err := cmd.CombinedOutput(); err != nil {
+				t.Errorf("%s: ebpfnet %s --check-config: %v\n%s", what, strings.Join(c.Args, " "), err, out)
+			}
+		}
+		otelcol, _ := filepath.Abs("../../bin/otelcol-ebpfnet")
+		if _, err := os.Stat(otelcol); err != nil {
+			testenv.Missing(t, "bin/otelcol-ebpfnet is not built: run make otelcol, or make test")
+		}
+		for what, spec := range map[string]corev1.PodSpec{"DaemonSet otelcol-ebpfnet-agent": agent.Spec.Template.Spec, "Deployment ebpfnet-gateway": gateway.Spec.Template.Spec} {
+			c := container(t, spec, "otelcol")
+			args := slices.Clone(c.Args)
+			dir := mountOf(t, c, "/etc/otelcol-ebpfnet")
+			cm := volume(t, spec, dir).ConfigMap
+			if cm == nil {
+				t.Fatalf("%s: /etc/otelcol-ebpfnet is no ConfigMap", what)
+			}
+			tmp := t.TempDir()
+			for k, v := range find[corev1.ConfigMap](t, ms, "ConfigMap", cm.Name).Data {
+				if err := os.WriteFile(filepath.Join(tmp, k), []byte(v), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for i := range args {
+				args[i] = strings.ReplaceAll(args[i], "/etc/otelcol-ebpfnet", tmp)
+			}
+			cmd := exec.Command(otelcol, append([]string{"validate"}, args...)...)
+			cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
+			for k, v := range envOf(t, c, downward) {
+				cmd.Env = append(cmd.Env, k+"="+v)
+			}
+			if out, err := cmd.CombinedOutput(); err != nil {
+				t.Errorf("%s: otelcol-ebpfnet validate %s: %v\n%s", what, strings.Join(c.Args, " "), err, out)
+			}
+		}
+	})
+}
+
+func container(t *testing.T, spec corev1.PodSpec, name string) corev1.Container {
+	t.Helper()
+	for _, c := range append(slices.Clone(spec.InitContainers), spec.Containers...) {
+		if c.Name == name {
+			return c
+		}
+	}
+	t.Fatalf("no container %s", name)
+	panic("unreachable")
+}
+
+func mountOf(t *testing.T, c corev1.Container, path string) corev1.VolumeMount {
+	t.Helper()
+	for _, m := range c.VolumeMounts {
+		if m.MountPath == path {
+			return m
+		}
+	}
+	t.Fatalf("container %s mounts nothing on %s", c.Name, path)
+	panic("unreachable")
+}
+
+func volume(t *testing.T, spec corev1.PodSpec, m corev1.VolumeMount) corev1.Volume {
+	t.Helper()
+	for _, v := range spec.Volumes {
+		if v.Name == m.Name {
+			return v
+		}
+	}
+	t.Fatalf("no volume %s", m.Name)
+	panic("unreachable")
+}
+
+var envRef = regexp.MustCompile(`\$\(([A-Za-z_][A-Za-z0-9_]*)\)`)
+
+// envOf is the container's environment as Kubernetes gives it: values
+// from the downward API's fields as given (absent: the field's path), and
+// $(NAME) replaced by the variables defined before it.
+func envOf(t *testing.T, c corev1.Container, downward map[string]string) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	for _, e := range c.Env {
+		switch {
+		case e.ValueFrom == nil:
+			out[e.Name] = envRef.ReplaceAllStringFunc(e.Value, func(ref string) string {
+				if v, ok := out[ref[2:len(ref)-1]]; ok {
+					return v
+				}
+				return ref
+			})
+		case e.ValueFrom.FieldRef != nil:
+			v, ok := downward[e.ValueFrom.FieldRef.FieldPath]
+			if !ok {
+				v = e.ValueFrom.FieldRef.FieldPath
+			}
+			out[e.Name] = v
+		default:
+			t.Fatalf("container %s: %s comes from %+v, which this test cannot give", c.Name, e.Name, e.ValueFrom)
+		}
+	}
+	return out
+}
