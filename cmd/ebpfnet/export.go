@@ -3,17 +3,22 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"strconv"
 	"sync"
 	"time"
 
 	"github.com/google/uuid"
-	"go.opentelemetry.io/contrib/exporters/autoexport"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.opentelemetry.io/otel/exporters/otlp/otlpmetric/otlpmetricgrpc"
 	"go.opentelemetry.io/otel/exporters/otlp/otlpmetric/otlpmetrichttp"
+	promexporter "go.opentelemetry.io/otel/exporters/prometheus"
 	"go.opentelemetry.io/otel/exporters/stdout/stdoutmetric"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
@@ -30,8 +35,9 @@ import (
 // console exporters are made here, each reading its own OTEL_EXPORTER_OTLP_*
 // variables, and wrapped so that every interface's points carry its own
 // start time (starts) and an outage is logged once. Prometheus (whose
-// exposition has no start times) comes from autoexport, which reads the
-// OTEL_* variables.
+// exposition has no start times) is the OTel Prometheus exporter served
+// as autoexport serves it (not autoexport itself, which links every
+// trace and log exporter too: 8 MB of binary and resident memory).
 //
 // For the terminal table it also returns the table exporter, which serve
 // primes for a first table a second after start.
@@ -51,8 +57,7 @@ func (s *settings) newReaders(ctx context.Context, stdout io.Writer, starts *met
 			readers = append(readers, sdkmetric.NewPeriodicReader(tbl, sdkmetric.WithInterval(s.interval)))
 			continue
 		case name == "prometheus":
-			os.Setenv("OTEL_METRICS_EXPORTER", name)
-			r, err := autoexport.NewMetricReader(ctx)
+			r, err := newPrometheusReader()
 			if err != nil {
 				return nil, nil, err
 			}
@@ -60,8 +65,10 @@ func (s *settings) newReaders(ctx context.Context, stdout io.Writer, starts *met
 			continue
 		case name == "otlp" && s.protocol == "http/protobuf":
 			exp, err = otlpmetrichttp.New(ctx)
+			exp = splitExporter{Exporter: exp, max: maxPointsPerExport}
 		case name == "otlp":
 			exp, err = otlpmetricgrpc.New(ctx)
+			exp = splitExporter{Exporter: exp, max: maxPointsPerExport}
 		case name == "console":
 			exp, err = stdoutmetric.New()
 		}
@@ -72,6 +79,50 @@ func (s *settings) newReaders(ctx context.Context, stdout io.Writer, starts *met
 		readers = append(readers, sdkmetric.NewPeriodicReader(exp, sdkmetric.WithInterval(s.interval)))
 	}
 	return readers, tbl, nil
+}
+
+// prometheusReader is the Prometheus exporter with its HTTP server on
+// OTEL_EXPORTER_PROMETHEUS_HOST:OTEL_EXPORTER_PROMETHEUS_PORT (localhost
+// and 9464 by default, as the OTel specification says), serving /metrics
+// from a registry of its own.
+type prometheusReader struct {
+	*promexporter.Exporter
+	server *http.Server
+}
+
+func newPrometheusReader() (*prometheusReader, error) {
+	reg := prometheus.NewRegistry()
+	exp, err := promexporter.New(promexporter.WithRegisterer(reg))
+	if err != nil {
+		return nil, err
+	}
+	host := os.Getenv("OTEL_EXPORTER_PROMETHEUS_HOST")
+	if host == "" {
+		host = "localhost"
+	}
+	port := os.Getenv("OTEL_EXPORTER_PROMETHEUS_PORT")
+	if port == "" {
+		port = "9464"
+	}
+	addr := net.JoinHostPort(host, port)
+	lis, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, errors.Join(fmt.Errorf("binding address %s for Prometheus exporter: %w", addr, err), exp.Shutdown(context.Background()))
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	r := &prometheusReader{Exporter: exp, server: &http.Server{
+		Handler:      mux,
+		ReadTimeout:  5 * time.Second,
+		WriteTimeout: 10 * time.Second,
+		IdleTimeout:  120 * time.Second,
+	}}
+	go func() { _ = r.server.Serve(lis) }()
+	return r, nil
+}
+
+func (r *prometheusReader) Shutdown(ctx context.Context) error {
+	return errors.Join(r.Exporter.Shutdown(ctx), r.server.Shutdown(ctx))
 }
 
 // resource: service.name ebpfnet unless OTEL_SERVICE_NAME or
@@ -118,6 +169,126 @@ func instanceID(res *resource.Resource) string {
 
 // instanceNamespace is the UUID namespace of ebpfnet's instance IDs.
 var instanceNamespace = uuid.MustParse("0b7c5e9a-3f2d-4c61-9d7e-eb9f00000001")
+
+// maxPointsPerExport bounds the data points of one OTLP request (the
+// Collector's batch processor sends 8192 by default): about 1.2 MB, well
+// under the 4 MiB a gRPC server takes by default, the Collector's OTLP
+// receiver included. A node with 1000 interfaces that carry every class
+// has 48,000 points, 6.7 MB in one request, which such a receiver refuses.
+// Smaller requests also keep the exporter's transient memory small.
+const maxPointsPerExport = 8192
+
+// splitExporter exports a collection in requests of at most max data
+// points, in order, one after another, and stops at the first error (the
+// next collection sends every cumulative point again).
+type splitExporter struct {
+	sdkmetric.Exporter
+	max int
+}
+
+func (e splitExporter) Export(ctx context.Context, rm *metricdata.ResourceMetrics) error {
+	total := 0
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			total += pointsOf(m.Data)
+		}
+	}
+	if total <= e.max {
+		return e.Exporter.Export(ctx, rm)
+	}
+	part := metricdata.ResourceMetrics{Resource: rm.Resource}
+	n := 0
+	flush := func() error {
+		if n == 0 {
+			return nil
+		}
+		err := e.Exporter.Export(ctx, &part)
+		part.ScopeMetrics, n = nil, 0
+		return err
+	}
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			for rest := m.Data; rest != nil; {
+				if n == e.max {
+					if err := flush(); err != nil {
+						return err
+					}
+				}
+				var head metricdata.Aggregation
+				var k int
+				head, rest, k = splitPoints(rest, e.max-n)
+				if len(part.ScopeMetrics) == 0 || part.ScopeMetrics[len(part.ScopeMetrics)-1].Scope != sm.Scope {
+					part.ScopeMetrics = append(part.ScopeMetrics, metricdata.ScopeMetrics{Scope: sm.Scope})
+				}
+				last := &part.ScopeMetrics[len(part.ScopeMetrics)-1]
+				last.Metrics = append(last.Metrics, metricdata.Metrics{Name: m.Name, Description: m.Description, Unit: m.Unit, Data: head})
+				n += k
+			}
+		}
+	}
+	return flush()
+}
+
+// pointsOf is the number of data points of a, or 1 for a kind that is
+// never split.
+func pointsOf(a metricdata.Aggregation) int {
+	switch a := a.(type) {
+	case metricdata.Sum[int64]:
+		return len(a.DataPoints)
+	case metricdata.Sum[float64]:
+		return len(a.DataPoints)
+	case metricdata.Gauge[int64]:
+		return len(a.DataPoints)
+	case metricdata.Gauge[float64]:
+		return len(a.DataPoints)
+	}
+	return 1
+}
+
+// splitPoints returns a with at most room data points (at least one), the
+// rest or nil, and how many points the first part has.
+func splitPoints(a metricdata.Aggregation, room int) (head, rest metricdata.Aggregation, n int) {
+	room = max(room, 1)
+	switch a := a.(type) {
+	case metricdata.Sum[int64]:
+		h, r := cut(a.DataPoints, room)
+		head = metricdata.Sum[int64]{DataPoints: h, Temporality: a.Temporality, IsMonotonic: a.IsMonotonic}
+		if r != nil {
+			rest = metricdata.Sum[int64]{DataPoints: r, Temporality: a.Temporality, IsMonotonic: a.IsMonotonic}
+		}
+		return head, rest, len(h)
+	case metricdata.Sum[float64]:
+		h, r := cut(a.DataPoints, room)
+		head = metricdata.Sum[float64]{DataPoints: h, Temporality: a.Temporality, IsMonotonic: a.IsMonotonic}
+		if r != nil {
+			rest = metricdata.Sum[float64]{DataPoints: r, Temporality: a.Temporality, IsMonotonic: a.IsMonotonic}
+		}
+		return head, rest, len(h)
+	case metricdata.Gauge[int64]:
+		h, r := cut(a.DataPoints, room)
+		head = metricdata.Gauge[int64]{DataPoints: h}
+		if r != nil {
+			rest = metricdata.Gauge[int64]{DataPoints: r}
+		}
+		return head, rest, len(h)
+	case metricdata.Gauge[float64]:
+		h, r := cut(a.DataPoints, room)
+		head = metricdata.Gauge[float64]{DataPoints: h}
+		if r != nil {
+			rest = metricdata.Gauge[float64]{DataPoints: r}
+		}
+		return head, rest, len(h)
+	}
+	return a, nil, 1
+}
+
+// cut splits s after n elements; the rest is nil when nothing is left.
+func cut[T any](s []T, n int) (head, rest []T) {
+	if len(s) <= n {
+		return s, nil
+	}
+	return s[:n:n], s[n:]
+}
 
 // outageExporter logs one line when exports start failing and one when
 // they recover, whatever the number of attempts in between.

@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -28,13 +29,16 @@ type Server struct {
 	grpc *grpc.Server
 	mu   sync.Mutex
 	reqs []pmetric.Metrics
+	keys [][]string // each request's series
 	at   []time.Time
 }
 
-// Start listens on addr ("127.0.0.1:0" for any port) until t ends.
-func Start(t testing.TB, addr string) *Server {
+// Start listens on addr ("127.0.0.1:0" for any port) until t ends. Like a
+// Collector's OTLP receiver by default, it takes requests of up to 4 MiB
+// (grpc.MaxRecvMsgSize changes that).
+func Start(t testing.TB, addr string, opts ...grpc.ServerOption) *Server {
 	t.Helper()
-	s, err := Listen(addr)
+	s, err := Listen(addr, opts...)
 	if err != nil {
 		t.Fatalf("otlp listen: %v", err)
 	}
@@ -43,12 +47,12 @@ func Start(t testing.TB, addr string) *Server {
 }
 
 // Listen serves on addr until Stop.
-func Listen(addr string) (*Server, error) {
+func Listen(addr string, opts ...grpc.ServerOption) (*Server, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{Addr: ln.Addr().String(), grpc: grpc.NewServer()}
+	s := &Server{Addr: ln.Addr().String(), grpc: grpc.NewServer(opts...)}
 	pmetricotlp.RegisterGRPCServer(s.grpc, s)
 	go func() { _ = s.grpc.Serve(ln) }()
 	return s, nil
@@ -64,6 +68,7 @@ func (s *Server) Export(_ context.Context, req pmetricotlp.ExportRequest) (pmetr
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.reqs = append(s.reqs, m)
+	s.keys = append(s.keys, seriesKeys(m))
 	s.at = append(s.at, time.Now())
 	return pmetricotlp.NewExportResponse(), nil
 }
@@ -78,14 +83,58 @@ func (s *Server) Requests() (int, time.Time) {
 	return len(s.reqs), s.at[len(s.at)-1]
 }
 
-// Latest returns the last export received, or false.
+// Latest returns the last collection received, or false: the last request
+// with the requests just before it that carry none of its series, since
+// the sidecar sends a large collection in parts (several requests).
 func (s *Server) Latest() (pmetric.Metrics, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if len(s.reqs) == 0 {
+	last := len(s.reqs) - 1
+	if last < 0 {
 		return pmetric.Metrics{}, false
 	}
-	return s.reqs[len(s.reqs)-1], true
+	seen := map[string]bool{}
+	first := last
+	for i := last; i >= 0; i-- {
+		if slices.ContainsFunc(s.keys[i], func(k string) bool { return seen[k] }) {
+			break
+		}
+		for _, k := range s.keys[i] {
+			seen[k] = true
+		}
+		first = i
+	}
+	if first == last {
+		return s.reqs[last], true
+	}
+	merged := pmetric.NewMetrics()
+	for _, req := range s.reqs[first:] {
+		rms := req.ResourceMetrics()
+		for j := 0; j < rms.Len(); j++ {
+			rms.At(j).CopyTo(merged.ResourceMetrics().AppendEmpty())
+		}
+	}
+	return merged, true
+}
+
+func seriesKeys(md pmetric.Metrics) []string {
+	var keys []string
+	for _, m := range Metrics(md) {
+		var dps pmetric.NumberDataPointSlice
+		switch m.Type() {
+		case pmetric.MetricTypeSum:
+			dps = m.Sum().DataPoints()
+		case pmetric.MetricTypeGauge:
+			dps = m.Gauge().DataPoints()
+		default:
+			keys = append(keys, m.Name())
+			continue
+		}
+		for p := 0; p < dps.Len(); p++ {
+			keys = append(keys, SeriesKey(m.Name(), dps.At(p).Attributes()))
+		}
+	}
+	return keys
 }
 
 // Metrics lists every metric in md.
