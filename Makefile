@@ -6,14 +6,15 @@ export EBPFNET_PRIVILEGED ?=
 
 all: build
 
-# Regenerate the bpf2go output (needs clang-19 and llvm-strip-19). The
-# result is committed, so building never needs clang.
+# Regenerate the bpf2go output (needs clang-19 and llvm-strip-19): the
+# programs, and for make bench the previous design's. The result is
+# committed, so building never needs clang.
 generate:
-	cd bpf && $(GO) generate ./...
+	$(GO) generate ./bpf/... ./internal/bench/...
 
 # CI: the committed bpf2go output must be exactly what generate makes.
 check-generate: generate
-	git diff --exit-code -- bpf/
+	git diff --exit-code -- bpf/ internal/bench/
 
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X github.com/ebpfnet/ebpfnet/internal/version.Version=$(VERSION)
