@@ -9,7 +9,7 @@
 FROM golang:1.26 AS build
 WORKDIR /src
 COPY . .
-RUN CGO_ENABLED=0 go build -ldflags "-X github.com/ebpfnet/ebpfnet/internal/version.Version=$(git describe --tags --always --dirty 2>/dev/null || echo dev)" -o /ebpfnet ./cmd/ebpfnet
+RUN CGO_ENABLED=0 go build -tags grpcnotrace -ldflags "-X github.com/ebpfnet/ebpfnet/internal/version.Version=$(git describe --tags --always --dirty 2>/dev/null || echo dev)" -o /ebpfnet ./cmd/ebpfnet
 
 FROM scratch
 COPY --from=build /ebpfnet /ebpfnet

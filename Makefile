@@ -19,8 +19,11 @@ check-generate: generate
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X github.com/ebpfnet/ebpfnet/internal/version.Version=$(VERSION)
 
+# grpcnotrace: gRPC without golang.org/x/net/trace (and html/template),
+# which ebpfnet never uses: 3 MB less binary, 2 MB less resident memory.
+BUILDTAGS := grpcnotrace
 build:
-	CGO_ENABLED=0 $(GO) build -ldflags "$(LDFLAGS)" -o bin/ebpfnet ./cmd/ebpfnet
+	CGO_ENABLED=0 $(GO) build -tags $(BUILDTAGS) -ldflags "$(LDFLAGS)" -o bin/ebpfnet ./cmd/ebpfnet
 
 # Build and start the sidecar with its embedded default: a per-interface
 # table in the terminal every 10 s (OTEL_METRIC_EXPORT_INTERVAL or

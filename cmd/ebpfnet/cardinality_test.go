@@ -24,8 +24,8 @@ import (
 // exported, none folded into an otel.metric.overflow series. And a
 // collection too large for one request arrives in several: its 10,800
 // points (with errors and drops) are about 1.5 MB in one request, which a
-// receiver taking at most 1.25 MiB refuses; in requests of 8192 points
-// each is about 1.15 MB.
+// receiver taking at most 1.25 MiB refuses; in requests of 2048 points
+// each is about 290 KB.
 func TestEverySeriesKept(t *testing.T) {
 	testenv.Privileged(t)
 	const n = 300

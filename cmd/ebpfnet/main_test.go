@@ -691,7 +691,8 @@ func TestTableFirstAndLast(t *testing.T) {
 }
 
 // OTEL_LOG_LEVEL sets the level, --log-format json the format, and the
-// start line says the attach mode actually used.
+// start line says the attach mode actually used and the garbage collector's
+// setting: defaultGOGC, or GOGC where set.
 func TestLogLevelAndFormat(t *testing.T) {
 	testenv.Privileged(t)
 	p := testenv.NewPair(t, "logs0")
@@ -712,13 +713,22 @@ func TestLogLevelAndFormat(t *testing.T) {
 		}
 		debug = debug || rec["level"] == "DEBUG"
 		if rec["msg"] == "ebpfnet counting" {
-			start = rec["attach"] == mode
+			start = rec["attach"] == mode && rec["gogc"] == "50"
 		}
 	}
 	if !debug || !start {
-		t.Errorf("debug lines %v, start line with attach=%s %v:\n%s", debug, mode, start, sc.stderr.String())
+		t.Errorf("debug lines %v, start line with attach=%s gogc=50 %v:\n%s", debug, mode, start, sc.stderr.String())
 	}
 	sc.stop(t, syscall.SIGTERM)
+
+	own := startSidecar(t, []string{"OTEL_METRICS_EXPORTER=none", "GOGC=80"}, "--interfaces", p.Local)
+	for !strings.Contains(own.stderr.String(), "ebpfnet counting") && time.Now().Before(deadline.Add(30*time.Second)) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	own.stop(t, syscall.SIGTERM)
+	if !strings.Contains(own.stderr.String(), "gogc=80") {
+		t.Errorf("with GOGC=80, the start line says:\n%s", own.stderr.String())
+	}
 
 	quiet := startSidecar(t, []string{"OTEL_METRICS_EXPORTER=none", "OTEL_LOG_LEVEL=error"}, "--interfaces", p.Local)
 	for len(testenv.Attachments(t, p.LocalIndex)) == 0 && time.Now().Before(deadline.Add(30*time.Second)) {

@@ -86,7 +86,7 @@ echo 'nobody:x:65534:65534:nobody:/:/bin/false' >>rootfs/etc/passwd
 (
 	cd "$root"
 	export CGO_ENABLED=0
-	go build -o "$work/rootfs/bin/ebpfnet" ./cmd/ebpfnet
+	go build -tags grpcnotrace -o "$work/rootfs/bin/ebpfnet" ./cmd/ebpfnet
 	# The upgrade test's older build: programs that differ by one instruction.
 	go build -tags ebpfnet_variant -o "$work/rootfs/bin/ebpfnet-variant" ./cmd/ebpfnet
 	for pkg in ${VMTEST_PACKAGES:-bpf internal/datapath cmd/ebpfnet}; do
