@@ -200,9 +200,15 @@ func (c *containerNS) attachments(t *testing.T) (got []string) {
 	return got
 }
 
+// detached waits until nothing is attached to the interface: the kernel
+// releases a link whose pin was removed from a work queue, not at once.
 func (c *containerNS) detached(t *testing.T) {
 	t.Helper()
-	if got := c.attachments(t); len(got) != 0 {
+	got := c.attachments(t)
+	for deadline := time.Now().Add(30 * time.Second); len(got) != 0 && time.Now().Before(deadline); got = c.attachments(t) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if len(got) != 0 {
 		t.Errorf("still attached after the container stopped: %v", got)
 	}
 }
