@@ -30,7 +30,8 @@ import (
 // default (as nobody), once as examples/kubernetes' DaemonSet runs it (its
 // user, capabilities, seccomp profile, arguments, environment and volumes,
 // with the pin path on a bpffs), through a restart over the pins as in a
-// rolling update. (runc, not crun, and the rlimits passed explicitly: this
+// rolling update; and the custom Collector's image (make image-otelcol) as
+// the Collector agent's DaemonSet runs it. (runc, not crun, and the rlimits passed explicitly: this
 // sandbox cannot raise them.)
 func TestContainerImage(t *testing.T) {
 	testenv.Privileged(t)
@@ -75,13 +76,10 @@ func TestContainerImage(t *testing.T) {
 		// The manifest's environment with the downward API's values for
 		// this namespace (its loopback is the pod's address here), and the
 		// test's OTLP receiver for the gateway's Service.
-		env := envOf(t, ctr, map[string]string{"spec.nodeName": "node1", "status.podIP": "127.0.0.1"})
-		env["OTEL_EXPORTER_OTLP_ENDPOINT"] = "http://" + c.srv.Addr
-		env["OTEL_METRIC_EXPORT_INTERVAL"] = "1000"
-		var envList []string
-		for k, v := range env {
-			envList = append(envList, k+"="+v)
-		}
+		envList := podEnv(t, ctr, map[string]string{
+			"OTEL_EXPORTER_OTLP_ENDPOINT": "http://" + c.srv.Addr,
+			"OTEL_METRIC_EXPORT_INTERVAL": "1000",
+		})
 		flags := podmanFlags(t, ms, spec, ctr)
 		pins := filepath.Join("/sys/fs/bpf", "ebpfnet")
 		if !slices.Contains(ctr.Args, pins) {
@@ -92,22 +90,7 @@ func TestContainerImage(t *testing.T) {
 		first := c.start(t, image, flags, envList, ctr.Args...)
 		waitValues(t, c.srv, 60*time.Second, attachedIs(1))
 		c.privileges(t, "0")
-		// The liveness probe's request gets an answer.
-		probe := ctr.LivenessProbe.HTTPGet
-		port := 0
-		for _, p := range ctr.Ports {
-			if p.Name == probe.Port.StrVal {
-				port = int(p.ContainerPort)
-			}
-		}
-		url := fmt.Sprintf("http://%s:%d%s", env["OTEL_EXPORTER_PROMETHEUS_HOST"], port, probe.Path)
-		var status string
-		for deadline := time.Now().Add(30 * time.Second); status != "200 OK" && time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
-			c.in(t, func() error { status = httpGetHere(url); return nil })
-		}
-		if status != "200 OK" {
-			t.Fatalf("liveness probe %s: %s", url, status)
-		}
+		c.probeAnswers(t, ctr)
 		sent := c.send(t)
 		waitValues(t, c.srv, 30*time.Second, func(v map[string]int64) bool {
 			return otlptest.Matches(v, c.pair.Local, sent, c.stats(t).Sub(c.kbase))
@@ -140,6 +123,91 @@ func TestContainerImage(t *testing.T) {
 		}
 		c.detached(t)
 	})
+
+	// The custom Collector's image as otelcol-agent.yaml runs it: the same
+	// privileges, its configuration from the ConfigMap, the receiver's
+	// counts exact at the (test's) gateway.
+	t.Run("as DaemonSet otelcol-ebpfnet-agent runs it", func(t *testing.T) {
+		if _, err := os.Stat("../../bin/otelcol-ebpfnet"); err != nil {
+			testenv.Missing(t, "bin/otelcol-ebpfnet is not built: run make otelcol, or make test")
+		}
+		image := fmt.Sprintf("localhost/otelcol-ebpfnet:test-%d", os.Getpid())
+		// -o otelcol: the Collector built already, not again.
+		build := exec.Command("make", "-C", "../..", "--no-print-directory", "-o", "otelcol", "image-otelcol", "IMAGE_OTELCOL="+image)
+		if out, err := build.CombinedOutput(); err != nil {
+			t.Fatalf("make image-otelcol: %v\n%s", err, out)
+		}
+		t.Cleanup(func() { _ = exec.Command("podman", "rmi", "-f", image).Run() })
+		ms, err := decodeManifests([]string{filepath.Join(manifestDir, "otelcol-agent.yaml"), filepath.Join(manifestDir, "seccomp-profile.yaml")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		spec := find[appsv1.DaemonSet](t, ms, "DaemonSet", "otelcol-ebpfnet-agent").Spec.Template.Spec
+		ctr := container(t, spec, "otelcol")
+		c := newContainerNS(t)
+		run := c.start(t, image, podmanFlags(t, ms, spec, ctr), podEnv(t, ctr, map[string]string{
+			"OTLP_GATEWAY":                c.srv.Addr,
+			"EBPFNET_COLLECTION_INTERVAL": "1s",
+		}), ctr.Args...)
+		waitValues(t, c.srv, 60*time.Second, attachedIs(1))
+		c.privileges(t, "0")
+		c.probeAnswers(t, ctr)
+		sent := c.send(t)
+		waitValues(t, c.srv, 30*time.Second, func(v map[string]int64) bool {
+			return otlptest.Matches(v, c.pair.Local, sent, c.stats(t).Sub(c.kbase))
+		})
+		if code := run.stop(t, syscall.SIGTERM); code != 0 {
+			t.Errorf("podman run: exit %d", code)
+		}
+		c.detached(t)
+	})
+}
+
+// podIP is the pod's address in the container tests: the namespace's
+// loopback, where the probes and the Prometheus endpoint are.
+const podIP = "127.0.0.1"
+
+// shortIntervals are the variables podEnv may add: the tests' intervals.
+var shortIntervals = map[string]bool{"OTEL_METRIC_EXPORT_INTERVAL": true, "EBPFNET_COLLECTION_INTERVAL": true}
+
+// podEnv is the container's environment as Kubernetes gives it, with the
+// downward API's values for the test's namespace, and with the given
+// variables replaced (the gateway's Service becomes the test's receiver).
+func podEnv(t *testing.T, c corev1.Container, replace map[string]string) []string {
+	t.Helper()
+	env := envOf(t, c, map[string]string{"spec.nodeName": "node1", "status.podIP": podIP})
+	for k, v := range replace {
+		if _, ok := env[k]; !ok && !shortIntervals[k] {
+			t.Fatalf("container %s has no %s to replace", c.Name, k)
+		}
+		env[k] = v
+	}
+	var list []string
+	for k, v := range env {
+		list = append(list, k+"="+v)
+	}
+	return list
+}
+
+// probeAnswers waits until the container's liveness probe, sent where the
+// kubelet sends it (the pod's address), gets 200 OK.
+func (c *containerNS) probeAnswers(t *testing.T, ctr corev1.Container) {
+	t.Helper()
+	probe := ctr.LivenessProbe.HTTPGet
+	port := probe.Port.IntValue()
+	for _, p := range ctr.Ports {
+		if p.Name == probe.Port.StrVal {
+			port = int(p.ContainerPort)
+		}
+	}
+	url := fmt.Sprintf("http://%s:%d%s", podIP, port, probe.Path)
+	var status string
+	for deadline := time.Now().Add(30 * time.Second); status != "200 OK" && time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		c.in(t, func() error { status = httpGetHere(url); return nil })
+	}
+	if status != "200 OK" {
+		t.Fatalf("liveness probe %s: %s", url, status)
+	}
 }
 
 // containerNS is a network namespace of the test's for a container (not
@@ -252,7 +320,8 @@ func (c *containerNS) privileges(t *testing.T, uid string) {
 // podmanFlags are the podman run flags for what the pod spec gives the
 // container beyond the image: its user, no privilege escalation, a
 // read-only root, the seccomp profile (Localhost: the ConfigMap the
-// DaemonSet installs it from), the memory limit, and its hostPath volumes.
+// DaemonSet installs it from), the memory limit, and its hostPath and
+// ConfigMap volumes.
 // The capabilities are checked here and given by start; the host network
 // is the test's namespace.
 func podmanFlags(t *testing.T, ms []manifest, spec corev1.PodSpec, c corev1.Container) []string {
@@ -289,10 +358,21 @@ func podmanFlags(t *testing.T, ms []manifest, spec corev1.PodSpec, c corev1.Cont
 	}
 	for _, m := range c.VolumeMounts {
 		v := volume(t, spec, m)
-		if v.HostPath == nil {
-			t.Fatalf("container %s: volume %s is not a hostPath; the test gives hostPaths alone", c.Name, v.Name)
+		var source string
+		switch {
+		case v.HostPath != nil:
+			source = v.HostPath.Path
+		case v.ConfigMap != nil:
+			source = t.TempDir()
+			for k, data := range find[corev1.ConfigMap](t, ms, "ConfigMap", v.ConfigMap.Name).Data {
+				if err := os.WriteFile(filepath.Join(source, k), []byte(data), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+		default:
+			t.Fatalf("container %s: volume %s is neither a hostPath nor a ConfigMap, which the test gives", c.Name, v.Name)
 		}
-		bind := v.HostPath.Path + ":" + m.MountPath
+		bind := source + ":" + m.MountPath
 		if m.ReadOnly {
 			bind += ":ro"
 		}
