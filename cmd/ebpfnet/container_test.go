@@ -55,12 +55,8 @@ func TestContainerImage(t *testing.T) {
 		waitValues(t, c.srv, 60*time.Second, attachedIs(1))
 		c.privileges(t, "65534")
 		sent := c.send(t)
-		waitValues(t, c.srv, 30*time.Second, func(v map[string]int64) bool {
-			return otlptest.Matches(v, c.pair.Local, sent, c.stats(t).Sub(c.kbase))
-		})
-		if code := run.stop(t, syscall.SIGTERM); code != 0 {
-			t.Errorf("podman run: exit %d", code)
-		}
+		c.exact(t, sent)
+		c.stop(t, run)
 		c.detached(t)
 	})
 
@@ -92,16 +88,12 @@ func TestContainerImage(t *testing.T) {
 		c.privileges(t, "0")
 		c.probeAnswers(t, ctr)
 		sent := c.send(t)
-		waitValues(t, c.srv, 30*time.Second, func(v map[string]int64) bool {
-			return otlptest.Matches(v, c.pair.Local, sent, c.stats(t).Sub(c.kbase))
-		})
+		c.exact(t, sent)
 
 		// A rolling update with maxSurge 0: the old pod goes, traffic goes
 		// on with no pod running, the new pod takes the pins over. Nothing
 		// is lost, nothing counted twice.
-		if code := first.stop(t, syscall.SIGTERM); code != 0 {
-			t.Errorf("podman run: exit %d", code)
-		}
+		c.stop(t, first)
 		if got := c.attachments(t); len(got) != 2 {
 			t.Fatalf("between the pods, attached: %v; want both hooks still counting", got)
 		}
@@ -112,12 +104,8 @@ func TestContainerImage(t *testing.T) {
 			twice[i] = s
 			twice[i].Packets, twice[i].Bytes = 2*s.Packets, 2*s.Bytes
 		}
-		waitValues(t, c.srv, 60*time.Second, func(v map[string]int64) bool {
-			return otlptest.Matches(v, c.pair.Local, twice, c.stats(t).Sub(c.kbase))
-		})
-		if code := second.stop(t, syscall.SIGTERM); code != 0 {
-			t.Errorf("podman run: exit %d", code)
-		}
+		c.exact(t, twice)
+		c.stop(t, second)
 		if err := os.RemoveAll(pins); err != nil {
 			t.Fatal(err)
 		}
@@ -153,12 +141,8 @@ func TestContainerImage(t *testing.T) {
 		c.privileges(t, "0")
 		c.probeAnswers(t, ctr)
 		sent := c.send(t)
-		waitValues(t, c.srv, 30*time.Second, func(v map[string]int64) bool {
-			return otlptest.Matches(v, c.pair.Local, sent, c.stats(t).Sub(c.kbase))
-		})
-		if code := run.stop(t, syscall.SIGTERM); code != 0 {
-			t.Errorf("podman run: exit %d", code)
-		}
+		c.exact(t, sent)
+		c.stop(t, run)
 		c.detached(t)
 	})
 }
@@ -266,6 +250,24 @@ func (c *containerNS) send(t *testing.T) (sent []otlptest.Series) {
 func (c *containerNS) attachments(t *testing.T) (got []string) {
 	c.in(t, func() error { got = testenv.Attachments(t, c.pair.LocalIndex); return nil })
 	return got
+}
+
+// exact waits until the export's counts of the interface are want, and its
+// totals the kernel's.
+func (c *containerNS) exact(t *testing.T, want []otlptest.Series) {
+	t.Helper()
+	waitValues(t, c.srv, 60*time.Second, func(v map[string]int64) bool {
+		return otlptest.Matches(v, c.pair.Local, want, c.stats(t).Sub(c.kbase))
+	})
+}
+
+// stop stops the container as the kubelet does, with SIGTERM, and wants
+// exit 0.
+func (c *containerNS) stop(t *testing.T, run *sidecar) {
+	t.Helper()
+	if code := run.stop(t, syscall.SIGTERM); code != 0 {
+		t.Errorf("podman run: exit %d", code)
+	}
 }
 
 // detached waits until nothing is attached to the interface: the kernel

@@ -252,43 +252,27 @@ func splitPoints(a metricdata.Aggregation, room int) (head, rest metricdata.Aggr
 	room = max(room, 1)
 	switch a := a.(type) {
 	case metricdata.Sum[int64]:
-		h, r := cut(a.DataPoints, room)
-		head = metricdata.Sum[int64]{DataPoints: h, Temporality: a.Temporality, IsMonotonic: a.IsMonotonic}
-		if r != nil {
-			rest = metricdata.Sum[int64]{DataPoints: r, Temporality: a.Temporality, IsMonotonic: a.IsMonotonic}
-		}
-		return head, rest, len(h)
+		return splitAt(a, a.DataPoints, room, func(a *metricdata.Sum[int64], p []metricdata.DataPoint[int64]) { a.DataPoints = p })
 	case metricdata.Sum[float64]:
-		h, r := cut(a.DataPoints, room)
-		head = metricdata.Sum[float64]{DataPoints: h, Temporality: a.Temporality, IsMonotonic: a.IsMonotonic}
-		if r != nil {
-			rest = metricdata.Sum[float64]{DataPoints: r, Temporality: a.Temporality, IsMonotonic: a.IsMonotonic}
-		}
-		return head, rest, len(h)
+		return splitAt(a, a.DataPoints, room, func(a *metricdata.Sum[float64], p []metricdata.DataPoint[float64]) { a.DataPoints = p })
 	case metricdata.Gauge[int64]:
-		h, r := cut(a.DataPoints, room)
-		head = metricdata.Gauge[int64]{DataPoints: h}
-		if r != nil {
-			rest = metricdata.Gauge[int64]{DataPoints: r}
-		}
-		return head, rest, len(h)
+		return splitAt(a, a.DataPoints, room, func(a *metricdata.Gauge[int64], p []metricdata.DataPoint[int64]) { a.DataPoints = p })
 	case metricdata.Gauge[float64]:
-		h, r := cut(a.DataPoints, room)
-		head = metricdata.Gauge[float64]{DataPoints: h}
-		if r != nil {
-			rest = metricdata.Gauge[float64]{DataPoints: r}
-		}
-		return head, rest, len(h)
+		return splitAt(a, a.DataPoints, room, func(a *metricdata.Gauge[float64], p []metricdata.DataPoint[float64]) { a.DataPoints = p })
 	}
 	return a, nil, 1
 }
 
-// cut splits s after n elements; the rest is nil when nothing is left.
-func cut[T any](s []T, n int) (head, rest []T) {
-	if len(s) <= n {
-		return s, nil
+// splitAt is splitPoints for one kind: copies of a (temporality and
+// monotonicity kept) with the first n points and with the rest.
+func splitAt[A metricdata.Aggregation, P any](a A, points []P, n int, set func(*A, []P)) (metricdata.Aggregation, metricdata.Aggregation, int) {
+	if len(points) <= n {
+		return a, nil, len(points)
 	}
-	return s[:n:n], s[n:]
+	head, rest := a, a
+	set(&head, points[:n:n])
+	set(&rest, points[n:])
+	return head, rest, n
 }
 
 // outageExporter logs one line when exports start failing and one when

@@ -120,13 +120,8 @@ func (s *Server) Latest() (pmetric.Metrics, bool) {
 func seriesKeys(md pmetric.Metrics) []string {
 	var keys []string
 	for _, m := range Metrics(md) {
-		var dps pmetric.NumberDataPointSlice
-		switch m.Type() {
-		case pmetric.MetricTypeSum:
-			dps = m.Sum().DataPoints()
-		case pmetric.MetricTypeGauge:
-			dps = m.Gauge().DataPoints()
-		default:
+		dps, ok := numberPoints(m)
+		if !ok {
 			keys = append(keys, m.Name())
 			continue
 		}
@@ -158,13 +153,8 @@ func Metrics(md pmetric.Metrics) []pmetric.Metric {
 func Values(md pmetric.Metrics) map[string]int64 {
 	out := map[string]int64{}
 	for _, m := range Metrics(md) {
-		var dps pmetric.NumberDataPointSlice
-		switch m.Type() {
-		case pmetric.MetricTypeSum:
-			dps = m.Sum().DataPoints()
-		case pmetric.MetricTypeGauge:
-			dps = m.Gauge().DataPoints()
-		default:
+		dps, ok := numberPoints(m)
+		if !ok {
 			continue
 		}
 		for p := 0; p < dps.Len(); p++ {
@@ -177,6 +167,17 @@ func Values(md pmetric.Metrics) map[string]int64 {
 		}
 	}
 	return out
+}
+
+// numberPoints returns the data points of a sum or a gauge.
+func numberPoints(m pmetric.Metric) (pmetric.NumberDataPointSlice, bool) {
+	switch m.Type() {
+	case pmetric.MetricTypeSum:
+		return m.Sum().DataPoints(), true
+	case pmetric.MetricTypeGauge:
+		return m.Gauge().DataPoints(), true
+	}
+	return pmetric.NumberDataPointSlice{}, false
 }
 
 // SeriesKey is a series' name and attributes as one string.
