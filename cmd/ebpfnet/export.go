@@ -3,22 +3,17 @@ package main
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
-	"net"
-	"net/http"
 	"os"
 	"strconv"
 	"sync"
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.opentelemetry.io/contrib/exporters/autoexport"
 	"go.opentelemetry.io/otel/exporters/otlp/otlpmetric/otlpmetricgrpc"
 	"go.opentelemetry.io/otel/exporters/otlp/otlpmetric/otlpmetrichttp"
-	promexporter "go.opentelemetry.io/otel/exporters/prometheus"
 	"go.opentelemetry.io/otel/exporters/stdout/stdoutmetric"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
@@ -35,9 +30,8 @@ import (
 // console exporters are made here, each reading its own OTEL_EXPORTER_OTLP_*
 // variables, and wrapped so that every interface's points carry its own
 // start time (starts) and an outage is logged once. Prometheus (whose
-// exposition has no start times) is the OTel Prometheus exporter served
-// as autoexport serves it (not autoexport itself, which links every trace
-// and log exporter too: 1.2 MB of binary).
+// exposition has no start times) comes from autoexport, which reads the
+// OTEL_* variables.
 //
 // For the terminal table it also returns the table exporter, which serve
 // primes for a first table a second after start.
@@ -57,7 +51,8 @@ func (s *settings) newReaders(ctx context.Context, stdout io.Writer, starts *met
 			readers = append(readers, sdkmetric.NewPeriodicReader(tbl, sdkmetric.WithInterval(s.interval)))
 			continue
 		case name == "prometheus":
-			r, err := newPrometheusReader()
+			os.Setenv("OTEL_METRICS_EXPORTER", name)
+			r, err := autoexport.NewMetricReader(ctx)
 			if err != nil {
 				return nil, nil, err
 			}
@@ -79,50 +74,6 @@ func (s *settings) newReaders(ctx context.Context, stdout io.Writer, starts *met
 		readers = append(readers, sdkmetric.NewPeriodicReader(exp, sdkmetric.WithInterval(s.interval)))
 	}
 	return readers, tbl, nil
-}
-
-// prometheusReader is the Prometheus exporter with its HTTP server on
-// OTEL_EXPORTER_PROMETHEUS_HOST:OTEL_EXPORTER_PROMETHEUS_PORT (localhost
-// and 9464 by default, as the OTel specification says), serving /metrics
-// from a registry of its own.
-type prometheusReader struct {
-	*promexporter.Exporter
-	server *http.Server
-}
-
-func newPrometheusReader() (*prometheusReader, error) {
-	reg := prometheus.NewRegistry()
-	exp, err := promexporter.New(promexporter.WithRegisterer(reg))
-	if err != nil {
-		return nil, err
-	}
-	host := os.Getenv("OTEL_EXPORTER_PROMETHEUS_HOST")
-	if host == "" {
-		host = "localhost"
-	}
-	port := os.Getenv("OTEL_EXPORTER_PROMETHEUS_PORT")
-	if port == "" {
-		port = "9464"
-	}
-	addr := net.JoinHostPort(host, port)
-	lis, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, errors.Join(fmt.Errorf("binding address %s for Prometheus exporter: %w", addr, err), exp.Shutdown(context.Background()))
-	}
-	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
-	r := &prometheusReader{Exporter: exp, server: &http.Server{
-		Handler:      mux,
-		ReadTimeout:  5 * time.Second,
-		WriteTimeout: 10 * time.Second,
-		IdleTimeout:  120 * time.Second,
-	}}
-	go func() { _ = r.server.Serve(lis) }()
-	return r, nil
-}
-
-func (r *prometheusReader) Shutdown(ctx context.Context) error {
-	return errors.Join(r.Exporter.Shutdown(ctx), r.server.Shutdown(ctx))
 }
 
 // resource: service.name ebpfnet unless OTEL_SERVICE_NAME or
