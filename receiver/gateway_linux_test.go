@@ -237,7 +237,7 @@ func TestManyHostsOneGateway(t *testing.T) {
 
 	// A real Prometheus scraping the gateway, as README says to.
 	dir := t.TempDir()
-	promAddr := freePort(t)
+	promAddr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
 	cfg := "global: {scrape_interval: 1s, evaluation_interval: 1s}\n" +
 		"scrape_configs:\n  - job_name: gateway\n    honor_labels: true\n    static_configs: [{targets: ['127.0.0.1:8890']}]\n"
 	if err := os.WriteFile(filepath.Join(dir, "prometheus.yml"), []byte(cfg), 0o644); err != nil {

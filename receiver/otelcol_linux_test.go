@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -84,16 +83,6 @@ type writerFunc func([]byte) (int, error)
 
 func (f writerFunc) Write(b []byte) (int, error) { return f(b) }
 
-func freePort(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
 // scrape reads a Prometheus endpoint into "metric{label=value,...}" ->
 // value, labels sorted: the same keys as otlptest.Values, with Prometheus
 // names.
@@ -158,7 +147,7 @@ func TestCustomCollectorEndToEnd(t *testing.T) {
 
 	fromCollector := otlptest.Start(t, "127.0.0.1:0")
 	fromSidecar := otlptest.Start(t, "127.0.0.1:0")
-	prom := freePort(t)
+	prom := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
 	col := start(t, []string{
 		"HOST_NAME=node-col0",
 		"EBPFNET_INCLUDE=" + p.Local,

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -143,7 +142,7 @@ func TestDashboardQueriesReturnSeries(t *testing.T) {
 	// one, so that the attach error series exists too.
 	a := testenv.NewPair(t, "dash0")
 	testenv.NewPair(t, "dash1") // over max_interfaces: an attach error
-	port := freeTCPPort(t)
+	port := testenv.FreePort(t)
 	cfg := filepath.Join(t.TempDir(), "ebpfnet.yaml")
 	if err := os.WriteFile(cfg, []byte("max_interfaces: 1\n"), 0o644); err != nil {
 		t.Fatal(err)
@@ -153,7 +152,7 @@ func TestDashboardQueriesReturnSeries(t *testing.T) {
 		"--config", cfg, "--interfaces", "dash*", "--interval", "1s")
 
 	dir := t.TempDir()
-	promAddr := fmt.Sprintf("127.0.0.1:%d", freeTCPPort(t))
+	promAddr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
 	conf := fmt.Sprintf("global: {scrape_interval: 1s}\nscrape_configs:\n  - job_name: ebpfnet\n    static_configs: [{targets: ['127.0.0.1:%d']}]\n", port)
 	if err := os.WriteFile(filepath.Join(dir, "prometheus.yml"), []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
@@ -181,16 +180,6 @@ func TestDashboardQueriesReturnSeries(t *testing.T) {
 			time.Sleep(500 * time.Millisecond)
 		}
 	}
-}
-
-func freeTCPPort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
 }
 
 // promSeries runs an instant query and returns how many series it gave.

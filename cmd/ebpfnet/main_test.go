@@ -428,7 +428,7 @@ func TestExporterList(t *testing.T) {
 	testenv.Privileged(t)
 	srv := otlptest.Start(t, "127.0.0.1:0")
 	p := testenv.NewPair(t, "list0")
-	port := freeTCPPort(t)
+	port := testenv.FreePort(t)
 	env := append(otlpEnv(srv.Addr), "OTEL_METRICS_EXPORTER=otlp,prometheus",
 		"OTEL_EXPORTER_PROMETHEUS_HOST=127.0.0.1", fmt.Sprintf("OTEL_EXPORTER_PROMETHEUS_PORT=%d", port))
 	sc := startSidecar(t, env, "--interfaces", p.Local, "--interval", "1s")

@@ -329,20 +329,18 @@ func TestMaxInterfaces(t *testing.T) {
 func TestPinnedStateOutlivesTheProcess(t *testing.T) {
 	testenv.Privileged(t)
 	for _, tc := range []struct {
-		mode string
-		pin  func(t *testing.T) string
+		mode, pin string
 	}{
 		// A directory that does not exist yet, two levels down.
-		{config.AttachTCX, func(t *testing.T) string { return "/sys/fs/bpf/ebpfnet-pin-tcx/node" }},
-		{config.AttachTC, func(t *testing.T) string { return "/sys/fs/bpf/ebpfnet-pin-tc" }},
-		{config.AttachXDP, func(t *testing.T) string { return "/sys/fs/bpf/ebpfnet-pin-xdp" }},
+		{config.AttachTCX, "/sys/fs/bpf/ebpfnet-pin-tcx/node"},
+		{config.AttachTC, "/sys/fs/bpf/ebpfnet-pin-tc"},
+		{config.AttachXDP, "/sys/fs/bpf/ebpfnet-pin-xdp"},
 	} {
 		t.Run(tc.mode, func(t *testing.T) {
 			testenv.RequireMode(t, tc.mode)
 			p := testenv.NewPair(t, "pin"+tc.mode)
 			cfg := cfgFor(tc.mode, p.Local)
-			cfg.PinPath = tc.pin(t)
-			t.Cleanup(func() { unpin(t, cfg.PinPath) })
+			pinAt(t, &cfg, tc.pin)
 			dirs := directions(tc.mode)
 
 			testenv.WaitQuiet(t, p.Local, 300*time.Millisecond)
@@ -425,8 +423,7 @@ func TestPinnedLayoutMismatch(t *testing.T) {
 	testenv.Privileged(t)
 	p := testenv.NewPair(t, "layout0")
 	cfg := cfgFor(config.AttachAuto, p.Local)
-	cfg.PinPath = "/sys/fs/bpf/ebpfnet-layout"
-	t.Cleanup(func() { unpin(t, cfg.PinPath) })
+	pinAt(t, &cfg, "/sys/fs/bpf/ebpfnet-layout")
 	open(t, cfg).Close()
 
 	setLayout(t, cfg.PinPath, bpf.Layout+1)
@@ -442,8 +439,7 @@ func TestPinnedLayoutOneRefused(t *testing.T) {
 	testenv.Privileged(t)
 	p := testenv.NewPair(t, "layout1")
 	cfg := cfgFor(config.AttachAuto, p.Local)
-	cfg.PinPath = "/sys/fs/bpf/ebpfnet-layout1"
-	t.Cleanup(func() { unpin(t, cfg.PinPath) })
+	pinAt(t, &cfg, "/sys/fs/bpf/ebpfnet-layout1")
 	open(t, cfg).Close()
 	// What layout 1 left: its rows, no slot maps (and no links here, which
 	// would keep the maps in use).
@@ -483,6 +479,12 @@ func setLayout(t *testing.T, pinPath string, layout uint32) {
 	if err := m.Update(uint32(0), &row, ebpf.UpdateExist); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// pinAt gives cfg the pin path dir, unpinned when t ends.
+func pinAt(t testing.TB, cfg *config.Config, dir string) {
+	cfg.PinPath = dir
+	t.Cleanup(func() { unpin(t, dir) })
 }
 
 // unpin removes what ebpfnet pinned, as a user stopping it for good would.

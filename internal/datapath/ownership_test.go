@@ -136,8 +136,7 @@ func TestOnePinPathOneOwner(t *testing.T) {
 	testenv.Privileged(t)
 	p := testenv.NewPair(t, "owner0")
 	cfg := cfgFor(config.AttachAuto, p.Local)
-	cfg.PinPath = "/sys/fs/bpf/ebpfnet-owner"
-	t.Cleanup(func() { unpin(t, cfg.PinPath) })
+	pinAt(t, &cfg, "/sys/fs/bpf/ebpfnet-owner")
 	first := open(t, cfg)
 	before := snap(t, first).Find(p.Local)
 	other := cfgFor(config.AttachAuto, "*")
@@ -168,8 +167,7 @@ func TestReconcileOnStart(t *testing.T) {
 				testenv.RequireMode(t, mode)
 				x := testenv.NewPair(t, "rcx"+mode[:2]+change[:2])
 				cfg := cfgFor(mode, "rc*")
-				cfg.PinPath = "/sys/fs/bpf/ebpfnet-reconcile"
-				t.Cleanup(func() { unpin(t, cfg.PinPath) })
+				pinAt(t, &cfg, "/sys/fs/bpf/ebpfnet-reconcile")
 				dirs := directions(mode)
 
 				first, err := Open(cfg, testLogger(t))
@@ -279,8 +277,7 @@ func TestRestartSwapsProgramsInPlace(t *testing.T) {
 			testenv.RequireMode(t, mode)
 			p := testenv.NewPair(t, "swap"+mode)
 			cfg := cfgFor(mode, p.Local)
-			cfg.PinPath = "/sys/fs/bpf/ebpfnet-swap"
-			t.Cleanup(func() { unpin(t, cfg.PinPath) })
+			pinAt(t, &cfg, "/sys/fs/bpf/ebpfnet-swap")
 			dirs := directions(mode)
 			testenv.WaitQuiet(t, p.Local, 300*time.Millisecond)
 			kbase := testenv.LinkStats(t, p.Local)
@@ -372,8 +369,7 @@ func TestOthersFiltersAreNeverTouched(t *testing.T) {
 			}
 			cfg := cfgFor(config.AttachTC, p.Local)
 			if pinned {
-				cfg.PinPath = "/sys/fs/bpf/ebpfnet-others"
-				t.Cleanup(func() { unpin(t, cfg.PinPath) })
+				pinAt(t, &cfg, "/sys/fs/bpf/ebpfnet-others")
 			}
 			for range 2 { // with pins, the second start adopts
 				d := open(t, cfg)
