@@ -219,7 +219,7 @@ func TestManyHostsOneGateway(t *testing.T) {
 
 	// The gateway and the agent on one host, each with its example's ports.
 	gateway := start(t, nil, bin, "--config", filepath.Join(repoRoot, "examples", "otelcol", "gateway.yaml"))
-	waitFor(t, 60*time.Second, func() bool {
+	testenv.WaitFor(t, "the gateway's health check", func() bool {
 		resp, err := http.Get("http://127.0.0.1:13134/")
 		if err == nil {
 			resp.Body.Close()
@@ -248,7 +248,7 @@ func TestManyHostsOneGateway(t *testing.T) {
 
 	// Each host its own amount of traffic: received from eth9's peer, sent
 	// to it.
-	waitFor(t, 60*time.Second, func() bool {
+	testenv.WaitFor(t, "Prometheus to see three agents", func() bool {
 		s, err := promQuery(promAddr, `sum(ebpfnet_interfaces_attached)`)
 		return err == nil && len(s) == 1 && s[0].value == 3
 	})
@@ -304,12 +304,8 @@ func TestManyHostsOneGateway(t *testing.T) {
 		}
 		return true
 	}
-	deadline := time.Now().Add(60 * time.Second)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatalf("PromQL never gave each host's own counts: %s", last)
-		}
-		time.Sleep(200 * time.Millisecond)
+	if !testenv.Eventually(testenv.Patience, ok) {
+		t.Fatalf("PromQL never gave each host's own counts: %s", last)
 	}
 	t.Log(last)
 

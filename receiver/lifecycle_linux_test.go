@@ -51,18 +51,20 @@ func newReceiver(t *testing.T, iface string, sink *consumertest.MetricsSink) rec
 // lastValues waits for a scrape that satisfies ok.
 func lastValues(t *testing.T, sink *consumertest.MetricsSink, ok func(map[string]int64) bool) (map[string]int64, pmetric.Metrics) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		if all := sink.AllMetrics(); len(all) > 0 {
-			md := all[len(all)-1]
-			if v := otlptest.Values(md); ok(v) {
-				return v, md
-			}
+	var (
+		v  map[string]int64
+		md pmetric.Metrics
+	)
+	testenv.WaitFor(t, "a scrape that matches", func() bool {
+		all := sink.AllMetrics()
+		if len(all) == 0 {
+			return false
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Fatalf("no scrape matched in 10s")
-	return nil, pmetric.Metrics{}
+		md = all[len(all)-1]
+		v = otlptest.Values(md)
+		return ok(v)
+	})
+	return v, md
 }
 
 func TestLifecycleOnTheKernel(t *testing.T) {

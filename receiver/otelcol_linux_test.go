@@ -73,7 +73,7 @@ func (p *process) stop(t *testing.T) int {
 	_ = p.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-p.done:
-	case <-time.After(15 * time.Second):
+	case <-time.After(testenv.Patience):
 		t.Fatalf("%s did not stop", p.cmd.Path)
 	}
 	return p.cmd.ProcessState.ExitCode()
@@ -162,7 +162,7 @@ func TestCustomCollectorEndToEnd(t *testing.T) {
 
 	attached := otlptest.Key("ebpfnet.interfaces.attached")
 	for _, srv := range []*otlptest.Server{fromCollector, fromSidecar} {
-		waitFor(t, 60*time.Second, func() bool {
+		testenv.WaitFor(t, "one interface attached, in an export", func() bool {
 			md, ok := srv.Latest()
 			return ok && otlptest.Values(md)[attached] == 1
 		})
@@ -172,12 +172,12 @@ func TestCustomCollectorEndToEnd(t *testing.T) {
 	kernel := func() testenv.Stats { return testenv.LinkStats(t, p.Local).Sub(kbase) }
 
 	// OTLP out of the Collector.
-	waitFor(t, 10*time.Second, func() bool {
+	testenv.WaitFor(t, "the Collector's OTLP to match the traffic", func() bool {
 		md, ok := fromCollector.Latest()
 		return ok && otlptest.Matches(otlptest.Values(md), p.Local, want, kernel())
 	})
 	// Prometheus out of the Collector.
-	waitFor(t, 10*time.Second, func() bool {
+	testenv.WaitFor(t, "the Collector's Prometheus endpoint to match the traffic", func() bool {
 		v, err := scrape(prom)
 		if err != nil {
 			return false
@@ -191,7 +191,7 @@ func TestCustomCollectorEndToEnd(t *testing.T) {
 		return true
 	})
 	// The sidecar, same traffic.
-	waitFor(t, 10*time.Second, func() bool {
+	testenv.WaitFor(t, "the sidecar's OTLP to match the traffic", func() bool {
 		md, ok := fromSidecar.Latest()
 		return ok && otlptest.Matches(otlptest.Values(md), p.Local, want, kernel())
 	})
@@ -245,17 +245,6 @@ func describe(md pmetric.Metrics) string {
 	}
 	sort.Strings(lines)
 	return strings.Join(lines, "\n")
-}
-
-func waitFor(t *testing.T, timeout time.Duration, ok func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatalf("condition not met within %v", timeout)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
 }
 
 // The example gateway configuration is valid for the custom Collector.

@@ -7,7 +7,6 @@ import (
 	"strings"
 	"syscall"
 	"testing"
-	"time"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -69,7 +68,7 @@ func TestEverySeriesKept(t *testing.T) {
 
 	srv := otlptest.Start(t, "127.0.0.1:0", grpc.MaxRecvMsgSize(1280<<10))
 	sc := startSidecar(t, otlpEnv(srv.Addr), "--interfaces", "card*", "--interval", "1s")
-	waitValues(t, srv, 60*time.Second, attachedIs(n))
+	waitValues(t, srv, attachedIs(n))
 
 	// One frame of each class into every interface, from its peer.
 	classes := []struct {
@@ -111,7 +110,7 @@ func TestEverySeriesKept(t *testing.T) {
 		return otlptest.Key(metric, "network.interface.name="+fmt.Sprintf("card%03d", i),
 			"network.io.direction="+direction, "network.type="+network, "network.transport="+transport)
 	}
-	got := waitValues(t, srv, 60*time.Second, func(v map[string]int64) bool {
+	got := waitValues(t, srv, func(v map[string]int64) bool {
 		for i := range n {
 			for _, c := range classes {
 				for _, d := range []string{"receive", "transmit"} {

@@ -52,7 +52,7 @@ func TestContainerImage(t *testing.T) {
 		run := c.start(t, image, []string{"--security-opt", "seccomp=../../examples/container/seccomp.json"},
 			[]string{"OTEL_EXPORTER_OTLP_ENDPOINT=http://" + c.srv.Addr, "OTEL_EXPORTER_OTLP_INSECURE=true"},
 			"--interfaces", c.pair.Local, "--interval", "1s")
-		waitValues(t, c.srv, 60*time.Second, attachedIs(1))
+		waitValues(t, c.srv, attachedIs(1))
 		c.privileges(t, "65534")
 		sent := c.send(t)
 		c.exact(t, sent)
@@ -84,7 +84,7 @@ func TestContainerImage(t *testing.T) {
 		removePins(t, pins)
 
 		first := c.start(t, image, flags, envList, ctr.Args...)
-		waitValues(t, c.srv, 60*time.Second, attachedIs(1))
+		waitValues(t, c.srv, attachedIs(1))
 		c.privileges(t, "0")
 		c.probeAnswers(t, ctr)
 		sent := c.send(t)
@@ -137,7 +137,7 @@ func TestContainerImage(t *testing.T) {
 			"OTLP_GATEWAY":                c.srv.Addr,
 			"EBPFNET_COLLECTION_INTERVAL": "1s",
 		}), ctr.Args...)
-		waitValues(t, c.srv, 60*time.Second, attachedIs(1))
+		waitValues(t, c.srv, attachedIs(1))
 		c.privileges(t, "0")
 		c.probeAnswers(t, ctr)
 		sent := c.send(t)
@@ -186,10 +186,10 @@ func (c *containerNS) probeAnswers(t *testing.T, ctr corev1.Container) {
 	}
 	url := fmt.Sprintf("http://%s:%d%s", podIP, port, probe.Path)
 	var status string
-	for deadline := time.Now().Add(30 * time.Second); status != "200 OK" && time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+	if !testenv.Eventually(testenv.Patience, func() bool {
 		c.in(t, func() error { status = httpGetHere(url); return nil })
-	}
-	if status != "200 OK" {
+		return status == "200 OK"
+	}) {
 		t.Fatalf("liveness probe %s: %s", url, status)
 	}
 }
@@ -256,7 +256,7 @@ func (c *containerNS) attachments(t *testing.T) (got []string) {
 // totals the kernel's.
 func (c *containerNS) exact(t *testing.T, want []otlptest.Series) {
 	t.Helper()
-	waitValues(t, c.srv, 60*time.Second, func(v map[string]int64) bool {
+	waitValues(t, c.srv, func(v map[string]int64) bool {
 		return otlptest.Matches(v, c.pair.Local, want, c.stats(t).Sub(c.kbase))
 	})
 }
@@ -274,11 +274,8 @@ func (c *containerNS) stop(t *testing.T, run *sidecar) {
 // releases a link whose pin was removed from a work queue, not at once.
 func (c *containerNS) detached(t *testing.T) {
 	t.Helper()
-	got := c.attachments(t)
-	for deadline := time.Now().Add(30 * time.Second); len(got) != 0 && time.Now().Before(deadline); got = c.attachments(t) {
-		time.Sleep(50 * time.Millisecond)
-	}
-	if len(got) != 0 {
+	var got []string
+	if !testenv.Eventually(testenv.Patience, func() bool { got = c.attachments(t); return len(got) == 0 }) {
 		t.Errorf("still attached after the container stopped: %v", got)
 	}
 }

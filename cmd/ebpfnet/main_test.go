@@ -124,6 +124,10 @@ func startCommand(t *testing.T, env []string, name string, args ...string) *side
 	return s
 }
 
+// started says whether the sidecar has logged its start line, which comes
+// once the interfaces present at start are attached.
+func (s *sidecar) started() bool { return strings.Contains(s.stderr.String(), "ebpfnet counting") }
+
 // stop sends sig and returns the exit code. (How fast the exit is belongs
 // to make bench; the final export is bounded by shutdownTimeout.)
 func (s *sidecar) stop(t *testing.T, sig syscall.Signal) int {
@@ -146,21 +150,19 @@ func otlpEnv(addr string) []string {
 }
 
 // waitValues waits until the latest export satisfies ok.
-func waitValues(t *testing.T, srv *otlptest.Server, timeout time.Duration, ok func(map[string]int64) bool) map[string]int64 {
+func waitValues(t *testing.T, srv *otlptest.Server, ok func(map[string]int64) bool) map[string]int64 {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
 	var last map[string]int64
-	for time.Now().Before(deadline) {
-		if md, found := srv.Latest(); found {
+	if !testenv.Eventually(testenv.Patience, func() bool {
+		md, found := srv.Latest()
+		if found {
 			last = otlptest.Values(md)
-			if ok(last) {
-				return last
-			}
 		}
-		time.Sleep(50 * time.Millisecond)
+		return found && ok(last)
+	}) {
+		t.Fatalf("no export matched within %v; last one:\n%s", testenv.Patience, dump(last))
 	}
-	t.Fatalf("no export matched within %v; last one:\n%s", timeout, dump(last))
-	return nil
+	return last
 }
 
 func dump(v map[string]int64) string {
@@ -185,10 +187,10 @@ func TestExportsExactCountsOverOTLP(t *testing.T) {
 	kbase := testenv.LinkStats(t, p.Local)
 
 	sc := startSidecar(t, otlpEnv(srv.Addr), "--interfaces", p.Local, "--interval", "1s")
-	waitValues(t, srv, 10*time.Second, attachedIs(1))
+	waitValues(t, srv, attachedIs(1))
 
 	want := otlptest.SendKnown(t, p)
-	got := waitValues(t, srv, 10*time.Second, func(v map[string]int64) bool {
+	got := waitValues(t, srv, func(v map[string]int64) bool {
 		return otlptest.Matches(v, p.Local, want, testenv.LinkStats(t, p.Local).Sub(kbase))
 	})
 
@@ -218,7 +220,7 @@ func TestResourceFromEnvironment(t *testing.T) {
 	p := testenv.NewPair(t, "res0")
 	env := append(otlpEnv(srv.Addr), "OTEL_SERVICE_NAME=edge-agent", "OTEL_RESOURCE_ATTRIBUTES=k8s.node.name=node-7,deployment.environment.name=test")
 	startSidecar(t, env, "--interfaces", p.Local, "--interval", "1s")
-	waitValues(t, srv, 10*time.Second, attachedIs(1))
+	waitValues(t, srv, attachedIs(1))
 	md, _ := srv.Latest()
 	res := md.ResourceMetrics().At(0).Resource().Attributes()
 	for key, want := range map[string]string{"service.name": "edge-agent", "k8s.node.name": "node-7", "deployment.environment.name": "test"} {
@@ -244,23 +246,29 @@ func TestSIGTERMExportsOnceMoreAndDetaches(t *testing.T) {
 	// A long interval: only the export SIGTERM triggers can bring the
 	// traffic sent after the first export.
 	sc := startSidecar(t, otlpEnv(srv.Addr), "--interfaces", p.Local, "--interval", "3s")
-	waitValues(t, srv, 10*time.Second, attachedIs(1))
+	waitValues(t, srv, attachedIs(1))
 	before, _ := srv.Requests()
 
+	// Traffic goes on until the signal; at least the first 50 packets
+	// were sent before it.
 	stop := make(chan struct{})
 	sent := make(chan struct{})
+	first := make(chan struct{})
 	go func() {
 		defer close(sent)
-		for {
+		for n := 0; ; n++ {
 			select {
 			case <-stop:
 				return
 			default:
 				p.SendUDP(t, false, true, 50, 100)
+				if n == 0 {
+					close(first)
+				}
 			}
 		}
 	}()
-	time.Sleep(500 * time.Millisecond)
+	<-first
 	signalled := time.Now()
 	code := sc.stop(t, syscall.SIGTERM)
 	close(stop)
@@ -295,12 +303,12 @@ func TestCollectorDownAtStart(t *testing.T) {
 	testenv.WaitQuiet(t, p.Local, 300*time.Millisecond)
 	kbase := testenv.LinkStats(t, p.Local)
 	sc := startSidecar(t, otlpEnv(addr), "--interfaces", p.Local, "--interval", "1s")
-	time.Sleep(time.Second) // attached
+	testenv.WaitFor(t, "the start line, logged once attached", sc.started)
 	want := otlptest.SendKnown(t, p)
 
-	time.Sleep(20*time.Second - time.Second)
+	time.Sleep(20 * time.Second) // the outage
 	srv := otlptest.Start(t, addr)
-	waitValues(t, srv, 30*time.Second, func(v map[string]int64) bool {
+	waitValues(t, srv, func(v map[string]int64) bool {
 		return otlptest.Matches(v, p.Local, want, testenv.LinkStats(t, p.Local).Sub(kbase))
 	})
 	if n := strings.Count(sc.stderr.String(), "export failing"); n != 1 {
@@ -308,10 +316,7 @@ func TestCollectorDownAtStart(t *testing.T) {
 	}
 	// The export that got through returns (after its retries) a moment
 	// after the data arrived.
-	deadline := time.Now().Add(30 * time.Second)
-	for !strings.Contains(sc.stderr.String(), "exports recovered") && time.Now().Before(deadline) {
-		time.Sleep(50 * time.Millisecond)
-	}
+	testenv.Eventually(testenv.Patience, func() bool { return strings.Contains(sc.stderr.String(), "exports recovered") })
 	if n := strings.Count(sc.stderr.String(), "exports recovered"); n != 1 {
 		t.Errorf("the recovery was logged %d times, want once:\n%s", n, sc.stderr.String())
 	}
@@ -432,27 +437,23 @@ func TestExporterList(t *testing.T) {
 	env := append(otlpEnv(srv.Addr), "OTEL_METRICS_EXPORTER=otlp,prometheus",
 		"OTEL_EXPORTER_PROMETHEUS_HOST=127.0.0.1", fmt.Sprintf("OTEL_EXPORTER_PROMETHEUS_PORT=%d", port))
 	sc := startSidecar(t, env, "--interfaces", p.Local, "--interval", "1s")
-	waitValues(t, srv, 30*time.Second, attachedIs(1))
+	waitValues(t, srv, attachedIs(1))
 	p.SendUDP(t, false, true, 7, 100)
-	waitValues(t, srv, 30*time.Second, func(v map[string]int64) bool {
+	waitValues(t, srv, func(v map[string]int64) bool {
 		return otlptest.Totals(v, packetsMetric, p.Local, "receive") == 7
 	})
 	want := fmt.Sprintf(`system_network_packet_count_total{network_interface_name=%q,network_io_direction="receive",network_transport="udp",network_type="ipv4"`, p.Local)
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	var body []byte
+	if !testenv.Eventually(testenv.Patience, func() bool {
 		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", port))
-		var body []byte
-		if err == nil {
-			body, _ = io.ReadAll(resp.Body)
-			resp.Body.Close()
+		if err != nil {
+			return false
 		}
-		if strings.Contains(string(body), want) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the Prometheus endpoint never served %s:\n%.3000s", want, body)
-		}
-		time.Sleep(50 * time.Millisecond)
+		body, _ = io.ReadAll(resp.Body)
+		resp.Body.Close()
+		return strings.Contains(string(body), want)
+	}) {
+		t.Fatalf("the Prometheus endpoint never served %s:\n%.3000s", want, body)
 	}
 	if code := sc.stop(t, syscall.SIGTERM); code != 0 {
 		t.Errorf("exit %d", code)
@@ -556,7 +557,7 @@ func TestInstanceIdentity(t *testing.T) {
 	run := func(env ...string) map[string]string {
 		srv := otlptest.Start(t, "127.0.0.1:0")
 		sc := startSidecar(t, append(otlpEnv(srv.Addr), env...), "--interfaces", p.Local, "--interval", "1s")
-		waitValues(t, srv, 30*time.Second, attachedIs(1))
+		waitValues(t, srv, attachedIs(1))
 		res := resourceOf(t, srv)
 		if code := sc.stop(t, syscall.SIGTERM); code != 0 {
 			t.Fatalf("exit %d", code)
@@ -589,10 +590,7 @@ func TestInstanceIdentity(t *testing.T) {
 			return err
 		}
 		defer func() { _ = cmd.Process.Signal(syscall.SIGTERM); _ = cmd.Wait() }()
-		deadline := time.Now().Add(30 * time.Second)
-		for !strings.Contains(out.String(), "service.instance.id") && time.Now().Before(deadline) {
-			time.Sleep(50 * time.Millisecond)
-		}
+		testenv.Eventually(testenv.Patience, func() bool { return strings.Contains(out.String(), "service.instance.id") })
 		return nil
 	})
 	if err != nil {
@@ -619,7 +617,7 @@ func TestErrorsAndDropsFromTheKernel(t *testing.T) {
 		return otlptest.Key(metric, "network.interface.name="+p.Local, "network.io.direction="+dir)
 	}
 	const errorsMetric, droppedMetric = "system.network.errors", "system.network.packet.dropped"
-	idle := waitValues(t, srv, 30*time.Second, attachedIs(1))
+	idle := waitValues(t, srv, attachedIs(1))
 	for _, dir := range []string{"receive", "transmit"} {
 		for _, m := range []string{errorsMetric, droppedMetric} {
 			if _, ok := idle[key(m, dir)]; !ok {
@@ -651,7 +649,7 @@ func TestErrorsAndDropsFromTheKernel(t *testing.T) {
 	if st.TxDropped == 0 {
 		t.Fatalf("the kernel dropped nothing: %+v", st)
 	}
-	waitValues(t, srv, 30*time.Second, func(v map[string]int64) bool {
+	waitValues(t, srv, func(v map[string]int64) bool {
 		return v[key(droppedMetric, "transmit")] == int64(st.TxDropped) && v[key(droppedMetric, "receive")] == int64(st.RxDropped) &&
 			v[key(errorsMetric, "transmit")] == int64(st.TxErrors) && v[key(errorsMetric, "receive")] == int64(st.RxErrors)
 	})
@@ -664,12 +662,8 @@ func TestTableFirstAndLast(t *testing.T) {
 	testenv.Privileged(t)
 	p := testenv.NewPair(t, "table0")
 	sc := startSidecar(t, nil, "--interfaces", p.Local, "--interval", "1h")
-	deadline := time.Now().Add(30 * time.Second)
-	for !strings.Contains(sc.stdout.String(), "INTERFACE") {
-		if time.Now().After(deadline) {
-			t.Fatalf("no table yet; stdout:\n%s", sc.stdout.String())
-		}
-		time.Sleep(20 * time.Millisecond)
+	if !testenv.Eventually(testenv.Patience, func() bool { return strings.Contains(sc.stdout.String(), "INTERFACE") }) {
+		t.Fatalf("no table yet; stdout:\n%s", sc.stdout.String())
 	}
 	first := sc.stdout.String()
 	if !strings.Contains(first, "1 interface attached") || !strings.Contains(first, "rates over the last") {
@@ -697,10 +691,7 @@ func TestLogLevelAndFormat(t *testing.T) {
 	testenv.Privileged(t)
 	p := testenv.NewPair(t, "logs0")
 	sc := startSidecar(t, []string{"OTEL_METRICS_EXPORTER=none", "OTEL_LOG_LEVEL=debug"}, "--interfaces", p.Local, "--log-format", "json")
-	deadline := time.Now().Add(30 * time.Second)
-	for !strings.Contains(sc.stderr.String(), "ebpfnet counting") && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
-	}
+	testenv.Eventually(testenv.Patience, sc.started)
 	mode := "tc"
 	if testenv.HasTCX() {
 		mode = "tcx"
@@ -722,18 +713,14 @@ func TestLogLevelAndFormat(t *testing.T) {
 	sc.stop(t, syscall.SIGTERM)
 
 	own := startSidecar(t, []string{"OTEL_METRICS_EXPORTER=none", "GOGC=80"}, "--interfaces", p.Local)
-	for !strings.Contains(own.stderr.String(), "ebpfnet counting") && time.Now().Before(deadline.Add(30*time.Second)) {
-		time.Sleep(20 * time.Millisecond)
-	}
+	testenv.Eventually(testenv.Patience, own.started)
 	own.stop(t, syscall.SIGTERM)
 	if !strings.Contains(own.stderr.String(), "gogc=80") {
 		t.Errorf("with GOGC=80, the start line says:\n%s", own.stderr.String())
 	}
 
 	quiet := startSidecar(t, []string{"OTEL_METRICS_EXPORTER=none", "OTEL_LOG_LEVEL=error"}, "--interfaces", p.Local)
-	for len(testenv.Attachments(t, p.LocalIndex)) == 0 && time.Now().Before(deadline.Add(30*time.Second)) {
-		time.Sleep(20 * time.Millisecond)
-	}
+	testenv.Eventually(testenv.Patience, func() bool { return len(testenv.Attachments(t, p.LocalIndex)) != 0 })
 	if code := quiet.stop(t, syscall.SIGTERM); code != 0 || quiet.stderr.String() != "" {
 		t.Errorf("at level error: exit %d, stderr:\n%s", code, quiet.stderr.String())
 	}

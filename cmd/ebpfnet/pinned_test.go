@@ -38,7 +38,7 @@ func TestSecondOwnerOfAPinPathIsRefused(t *testing.T) {
 	removePins(t, pin)
 	args := []string{"--interfaces", p.Local, "--pin-path", pin, "--interval", "1s"}
 	first := startSidecar(t, otlpEnv(srv.Addr), args...)
-	waitValues(t, srv, 30*time.Second, attachedIs(1))
+	waitValues(t, srv, attachedIs(1))
 
 	cmd := exec.Command(binary(t), args...)
 	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH")}, otlpEnv(srv.Addr)...)
@@ -52,7 +52,7 @@ func TestSecondOwnerOfAPinPathIsRefused(t *testing.T) {
 	}
 
 	p.SendUDP(t, false, true, 40, payload)
-	waitValues(t, srv, 30*time.Second, func(v map[string]int64) bool {
+	waitValues(t, srv, func(v map[string]int64) bool {
 		return otlptest.Totals(v, otlptest.PacketsMetric, p.Local, "receive") == 40
 	})
 	if code := first.stop(t, syscall.SIGTERM); code != 0 {
@@ -95,7 +95,7 @@ func TestUpgradeInPlaceMidTraffic(t *testing.T) {
 
 			srv := otlptest.Start(t, "127.0.0.1:0")
 			before := startCommand(t, otlpEnv(srv.Addr), old, args...)
-			waitValues(t, srv, 30*time.Second, attachedIs(1))
+			waitValues(t, srv, attachedIs(1))
 			tags := func() map[string]string {
 				m := map[string]string{}
 				for _, a := range testenv.AttachedPrograms(t, p.LocalIndex) {
@@ -132,7 +132,7 @@ func TestUpgradeInPlaceMidTraffic(t *testing.T) {
 					}
 				}
 			}()
-			waitValues(t, srv, 30*time.Second, func(v map[string]int64) bool {
+			waitValues(t, srv, func(v map[string]int64) bool {
 				return otlptest.Totals(v, otlptest.PacketsMetric, p.Local, "receive") > 0
 			})
 			if code := before.stop(t, syscall.SIGTERM); code != 0 {
@@ -140,7 +140,7 @@ func TestUpgradeInPlaceMidTraffic(t *testing.T) {
 			}
 			srv2 := otlptest.Start(t, "127.0.0.1:0")
 			after := startSidecar(t, otlpEnv(srv2.Addr), args...)
-			waitValues(t, srv2, 30*time.Second, attachedIs(1))
+			waitValues(t, srv2, attachedIs(1))
 			close(stop)
 			if err := <-done; err != nil {
 				t.Fatal(err)
@@ -150,7 +150,7 @@ func TestUpgradeInPlaceMidTraffic(t *testing.T) {
 				t.Errorf("after the upgrade the hooks run %v, want the new build's %v (and nothing else of ebpfnet's)", got, want)
 			}
 			k := testenv.LinkStats(t, p.Local).Sub(kbase)
-			got := waitValues(t, srv2, 30*time.Second, func(v map[string]int64) bool {
+			got := waitValues(t, srv2, func(v map[string]int64) bool {
 				return otlptest.Totals(v, otlptest.PacketsMetric, p.Local, "receive") == int64(k.RxPackets) &&
 					otlptest.Totals(v, otlptest.BytesMetric, p.Local, "receive") == int64(k.RxBytes) &&
 					otlptest.Totals(v, otlptest.PacketsMetric, p.Local, "transmit") == int64(k.TxPackets) &&
@@ -219,7 +219,7 @@ func startOf(t *testing.T, md pmetric.Metrics, iface string) time.Time {
 // latestWith waits for an export in which iface's received packets are n.
 func latestWith(t *testing.T, srv *otlptest.Server, iface string, n int64) pmetric.Metrics {
 	t.Helper()
-	waitValues(t, srv, 30*time.Second, func(v map[string]int64) bool {
+	waitValues(t, srv, func(v map[string]int64) bool {
 		return otlptest.Totals(v, otlptest.PacketsMetric, iface, "receive") == n
 	})
 	md, _ := srv.Latest()
@@ -238,7 +238,7 @@ func TestStartTimesPerInterface(t *testing.T) {
 
 	srv := otlptest.Start(t, "127.0.0.1:0")
 	first := startSidecar(t, otlpEnv(srv.Addr), args...)
-	waitValues(t, srv, 30*time.Second, attachedIs(1))
+	waitValues(t, srv, attachedIs(1))
 	p.SendUDP(t, false, true, 10, payload)
 	attached := startOf(t, latestWith(t, srv, p.Local, 10), p.Local)
 	if code := first.stop(t, syscall.SIGTERM); code != 0 {
@@ -256,9 +256,9 @@ func TestStartTimesPerInterface(t *testing.T) {
 
 	// The interface created again under the same name: a new series.
 	p.Close()
-	waitValues(t, srv2, 30*time.Second, attachedIs(0))
+	waitValues(t, srv2, attachedIs(0))
 	q := testenv.NewPair(t, "start0")
-	waitValues(t, srv2, 30*time.Second, attachedIs(1))
+	waitValues(t, srv2, attachedIs(1))
 	q.SendUDP(t, false, true, 3, payload)
 	if got := startOf(t, latestWith(t, srv2, q.Local, 3), q.Local); !got.After(attached) || !got.After(restarted) {
 		t.Errorf("start of the re-created interface %v, want one after the first's %v and the restart", got, attached)

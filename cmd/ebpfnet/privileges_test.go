@@ -41,7 +41,7 @@ func TestKeepsOnlyCapBPFAndNetAdmin(t *testing.T) {
 	srv := otlptest.Start(t, "127.0.0.1:0")
 	first := testenv.NewPair(t, "capa0")
 	sc := startSidecar(t, otlpEnv(srv.Addr), "--interfaces", "capa*", "--interval", "1s")
-	waitValues(t, srv, 30*time.Second, attachedIs(1))
+	waitValues(t, srv, attachedIs(1))
 
 	want := map[string]uint64{"CapEff": twoCaps, "CapPrm": twoCaps, "CapInh": 0, "CapBnd": twoCaps, "CapAmb": 0, "NoNewPrivs": 1}
 	if got := capsOf(t, sc.cmd.Process.Pid); fmt.Sprint(got) != fmt.Sprint(want) {
@@ -57,15 +57,15 @@ func TestKeepsOnlyCapBPFAndNetAdmin(t *testing.T) {
 	if err := netlink.LinkDel(l); err != nil {
 		t.Fatal(err)
 	}
-	waitValues(t, srv, 30*time.Second, attachedIs(0))
+	waitValues(t, srv, attachedIs(0))
 	second := testenv.NewPair(t, "capa1")
-	waitValues(t, srv, 30*time.Second, attachedIs(1))
+	waitValues(t, srv, attachedIs(1))
 	// The pair is silent (NOARP, static neighbours): all it carries from
 	// here on is what the test sends.
 	testenv.WaitQuiet(t, second.Local, 300*time.Millisecond)
 	kbase := testenv.LinkStats(t, second.Local)
 	sent := otlptest.SendKnown(t, second)
-	waitValues(t, srv, 30*time.Second, func(v map[string]int64) bool {
+	waitValues(t, srv, func(v map[string]int64) bool {
 		return otlptest.Matches(v, second.Local, sent, testenv.LinkStats(t, second.Local).Sub(kbase))
 	})
 	if code := sc.stop(t, syscall.SIGTERM); code != 0 {
@@ -103,7 +103,7 @@ func countsUnderSetpriv(t *testing.T, name, caps string, setprivFlags []string, 
 	cmd = append(cmd, binary(t))
 	cmd = append(cmd, args...)
 	sc := startCommand(t, otlpEnv(srv.Addr), setpriv, append(cmd, "--interfaces", p.Local, "--interval", "1s")...)
-	waitValues(t, srv, 30*time.Second, attachedIs(1))
+	waitValues(t, srv, attachedIs(1))
 	got := capsOf(t, sc.cmd.Process.Pid)
 	if got["CapEff"] != twoCaps || got["CapPrm"] != twoCaps || got["CapBnd"] != twoCaps {
 		t.Errorf("effective %x, permitted %x, bounding %x: want exactly CAP_BPF and CAP_NET_ADMIN (%x)", got["CapEff"], got["CapPrm"], got["CapBnd"], twoCaps)
@@ -117,7 +117,7 @@ func countsUnderSetpriv(t *testing.T, name, caps string, setprivFlags []string, 
 	}
 
 	sent := otlptest.SendKnown(t, p)
-	waitValues(t, srv, 30*time.Second, func(v map[string]int64) bool {
+	waitValues(t, srv, func(v map[string]int64) bool {
 		return otlptest.Matches(v, p.Local, sent, testenv.LinkStats(t, p.Local).Sub(kbase))
 	})
 	if code := sc.stop(t, syscall.SIGTERM); code != 0 {
@@ -153,7 +153,7 @@ func TestBuiltWithCgoKeepsCapabilitiesAndSaysSo(t *testing.T) {
 	srv := otlptest.Start(t, "127.0.0.1:0")
 	p := testenv.NewPair(t, "cgo0")
 	sc := startCommand(t, otlpEnv(srv.Addr), bin, "--interfaces", p.Local, "--interval", "1s")
-	waitValues(t, srv, 30*time.Second, attachedIs(1))
+	waitValues(t, srv, attachedIs(1))
 	if got := strings.Count(sc.stderr.String(), "keeping every capability"); got != 1 {
 		t.Errorf("%d warnings about capabilities kept, want 1:\n%s", got, sc.stderr.String())
 	}

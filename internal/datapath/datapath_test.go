@@ -83,26 +83,28 @@ func sub(a, b bpf.Counters) bpf.Counters {
 // counted in softirq context, a moment after the sender's call returns.
 func waitTotals(t testing.TB, d *Datapath, p *testenv.Pair, mode string, base bpf.Counters, kbase testenv.Stats, dirs ...bpf.Direction) (bpf.Counters, testenv.Stats) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		got := sub(counters(t, d, p.Local), base)
-		k := testenv.LinkStats(t, p.Local).Sub(kbase)
-		want := kernelCounts(mode, k)
-		ok := true
+	var (
+		got  bpf.Counters
+		k    testenv.Stats
+		want map[bpf.Direction]bpf.Count
+	)
+	if !testenv.Eventually(testenv.Patience, func() bool {
+		got = sub(counters(t, d, p.Local), base)
+		k = testenv.LinkStats(t, p.Local).Sub(kbase)
+		want = kernelCounts(mode, k)
 		for _, dir := range dirs {
-			ok = ok && got.Total(dir) == want[dir]
-		}
-		if ok {
-			return got, k
-		}
-		if time.Now().After(deadline) {
-			for _, dir := range dirs {
-				t.Errorf("%s: counted %+v, kernel says %+v", dir, got.Total(dir), want[dir])
+			if got.Total(dir) != want[dir] {
+				return false
 			}
-			t.FailNow()
 		}
-		time.Sleep(10 * time.Millisecond)
+		return true
+	}) {
+		for _, dir := range dirs {
+			t.Errorf("%s: counted %+v, kernel says %+v", dir, got.Total(dir), want[dir])
+		}
+		t.FailNow()
 	}
+	return got, k
 }
 
 // kernelCounts is what the kernel's interface statistics say ebpfnet should
@@ -481,7 +483,7 @@ func TestCountsOnTunnels(t *testing.T) {
 				} else {
 					// WireGuard's own counters are not the packets that
 					// cross the interface: see checkWireGuardStats.
-					waitFor(t, "the datagrams to be counted", func() bool {
+					testenv.WaitFor(t, "the datagrams to be counted", func() bool {
 						got = sub(counters(t, d, tun.Local), base)
 						for _, dir := range dirs {
 							if got.Total(dir).Packets < n {

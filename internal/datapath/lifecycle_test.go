@@ -200,19 +200,6 @@ func TestCountsLikeTheKernelBesideADroppingProgram(t *testing.T) {
 	}
 }
 
-// waitFor polls cond until it holds, failing t if it has not within a limit
-// generous for the slowest machine: it says nothing about how fast.
-func waitFor(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("gave up waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 // Interfaces that come and go while ebpfnet runs are attached when they
 // appear and forgotten when removed, and their rows are reused.
 func TestInterfaceChurn(t *testing.T) {
@@ -233,7 +220,7 @@ func TestInterfaceChurn(t *testing.T) {
 	for i := range n {
 		addVeth(fmt.Sprintf("churn%02d", i), fmt.Sprintf("churn%02dp", i))
 	}
-	waitFor(t, fmt.Sprintf("%d interfaces attached", n), func() bool { return len(snap(t, d).Interfaces) == n })
+	testenv.WaitFor(t, fmt.Sprintf("%d interfaces attached", n), func() bool { return len(snap(t, d).Interfaces) == n })
 	for _, a := range snap(t, d).Interfaces {
 		if got := testenv.Attachments(t, a.Index); len(got) != 2 {
 			t.Errorf("%s: attached %v, want ingress and egress", a.Name, got)
@@ -260,7 +247,7 @@ func TestInterfaceChurn(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, "removed interfaces to leave the snapshot", func() bool { return len(snap(t, d).Interfaces) == n/2 })
+	testenv.WaitFor(t, "removed interfaces to leave the snapshot", func() bool { return len(snap(t, d).Interfaces) == n/2 })
 	rows, err := d.objs.ReadInterfaces()
 	if err != nil {
 		t.Fatal(err)
@@ -279,7 +266,7 @@ func TestInterfaceChurn(t *testing.T) {
 	for i := range n / 2 {
 		addVeth(fmt.Sprintf("churn%02dx", i), fmt.Sprintf("cx%02dp", i))
 	}
-	waitFor(t, fmt.Sprintf("%d interfaces attached again", n), func() bool { return len(snap(t, d).Interfaces) == n })
+	testenv.WaitFor(t, fmt.Sprintf("%d interfaces attached again", n), func() bool { return len(snap(t, d).Interfaces) == n })
 	for _, a := range d.mgr.AppendAttached(nil) {
 		if a.Slot >= n {
 			t.Errorf("%s got row %d: rows were not reused", a.Name, a.Slot)
@@ -409,9 +396,8 @@ func TestPinnedStateOutlivesTheProcess(t *testing.T) {
 			// Unpinning lets the kernel detach the links.
 			unpin(t, cfg.PinPath)
 			if tc.mode != config.AttachTC {
-				for i := 0; i < 100 && len(testenv.Attachments(t, p.LocalIndex)) > 0; i++ {
-					time.Sleep(10 * time.Millisecond)
-				}
+				// The kernel releases them from a work queue.
+				testenv.Eventually(testenv.Patience, func() bool { return len(testenv.Attachments(t, p.LocalIndex)) == 0 })
 				requireDetached(t, p.LocalIndex)
 			}
 		})

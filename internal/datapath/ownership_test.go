@@ -81,7 +81,7 @@ func TestTwoInstancesOnOneInterface(t *testing.T) {
 				for i := range 3 {
 					mustDo(t, netlink.LinkSetAlias(l, fmt.Sprintf("retry%d", i)))
 				}
-				waitFor(t, "the retries", func() bool { return snap(t, next).AttachErrors[attach.ErrorAttach] >= 4 })
+				testenv.WaitFor(t, "the retries", func() bool { return snap(t, next).AttachErrors[attach.ErrorAttach] >= 4 })
 				if got := log.String(); strings.Count(got, "\n") != 1 || !strings.Contains(got, "has an XDP program already") {
 					t.Errorf("second xdp instance logged:\n%s\nwant one line saying the interface has an XDP program", got)
 				}
@@ -302,7 +302,7 @@ func TestRestartSwapsProgramsInPlace(t *testing.T) {
 				}
 				done <- err
 			}()
-			waitFor(t, "traffic to be counted", func() bool {
+			testenv.WaitFor(t, "traffic to be counted", func() bool {
 				c := counters(t, first, p.Local)
 				return c.Total(bpf.Receive).Packets > 0
 			})
@@ -440,7 +440,7 @@ func TestSnapshotsAreConsistentUnderChurn(t *testing.T) {
 			pairs = append(pairs, p)
 		}
 		for _, p := range pairs {
-			waitFor(t, "attach", func() bool { return snap(t, d).Find(p.Local) != nil })
+			testenv.WaitFor(t, "attach", func() bool { return snap(t, d).Find(p.Local) != nil })
 			p.SendUDP(t, false, true, 5+round%7, payload)
 		}
 		for _, p := range pairs {
@@ -471,7 +471,7 @@ func TestRefusedInterfaceAttachedWhenARowFrees(t *testing.T) {
 				t.Fatalf("attached %+v, want %s alone", s.Interfaces, a.Local)
 			}
 			a.Close()
-			waitFor(t, b.Local+" to be attached", func() bool { return snap(t, d).Find(b.Local) != nil })
+			testenv.WaitFor(t, b.Local+" to be attached", func() bool { return snap(t, d).Find(b.Local) != nil })
 			testenv.WaitQuiet(t, b.Local, 300*time.Millisecond)
 			kbase := testenv.LinkStats(t, b.Local)
 			base := counters(t, d, b.Local)
@@ -508,17 +508,17 @@ func TestRecreatedInterfaceGetsANewStartTime(t *testing.T) {
 	testenv.Privileged(t)
 	d := open(t, cfgFor(config.AttachAuto, "again0"))
 	p := testenv.NewPair(t, "again0")
-	waitFor(t, "attach", func() bool { return snap(t, d).Find(p.Local) != nil })
+	testenv.WaitFor(t, "attach", func() bool { return snap(t, d).Find(p.Local) != nil })
 	p.SendUDP(t, false, true, 10, payload)
-	waitFor(t, "counts", func() bool {
+	testenv.WaitFor(t, "counts", func() bool {
 		c := counters(t, d, p.Local)
 		return c.Total(bpf.Receive).Packets >= 10
 	})
 	first := snap(t, d).Find(p.Local).Start
 	p.Close()
-	waitFor(t, "detach", func() bool { return snap(t, d).Find("again0") == nil })
+	testenv.WaitFor(t, "detach", func() bool { return snap(t, d).Find("again0") == nil })
 	q := testenv.NewPair(t, "again0")
-	waitFor(t, "attach again", func() bool { return snap(t, d).Find(q.Local) != nil })
+	testenv.WaitFor(t, "attach again", func() bool { return snap(t, d).Find(q.Local) != nil })
 	i := snap(t, d).Find(q.Local)
 	if !i.Start.After(first) {
 		t.Errorf("re-created interface's start %v, first one's %v: want a later one", i.Start, first)
