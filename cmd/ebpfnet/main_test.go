@@ -268,7 +268,11 @@ func TestSIGTERMExportsOnceMoreAndDetaches(t *testing.T) {
 			}
 		}
 	}()
-	<-first
+	select {
+	case <-first:
+	case <-sent: // the sender failed, and said why
+		t.FailNow()
+	}
 	signalled := time.Now()
 	code := sc.stop(t, syscall.SIGTERM)
 	close(stop)
