@@ -49,8 +49,7 @@ const (
 // Attributes returns the attribute set of one series: the interface, the
 // direction, and the IP version and transport where the class has them.
 func Attributes(iface string, d bpf.Direction, c bpf.Class) []attribute.KeyValue {
-	kv := make([]attribute.KeyValue, 0, 4)
-	kv = append(kv, AttrInterface.String(iface), AttrDirection.String(d.String()))
+	kv := append(make([]attribute.KeyValue, 0, 4), KernelAttributes(iface, d)...)
 	if t := c.NetworkType(); t != "" {
 		kv = append(kv, AttrNetworkType.String(t))
 	}
@@ -58,6 +57,12 @@ func Attributes(iface string, d bpf.Direction, c bpf.Class) []attribute.KeyValue
 		kv = append(kv, AttrTransport.String(t))
 	}
 	return kv
+}
+
+// KernelAttributes returns the attribute set of one interface's errors or
+// drops in direction d: the interface and the direction.
+func KernelAttributes(iface string, d bpf.Direction) []attribute.KeyValue {
+	return []attribute.KeyValue{AttrInterface.String(iface), AttrDirection.String(d.String())}
 }
 
 // EachKernel calls fn for every attached interface of s and direction

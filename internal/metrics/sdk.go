@@ -105,8 +105,20 @@ func (c *Collector) Observe(ctx context.Context, o metric.Observer) error {
 		return err
 	}
 	c.gen++
+	// Each and EachKernel visit an interface's series one after another:
+	// its attribute sets are looked up once per interface, not per point.
+	var (
+		last *snapshot.Interface
+		s    *seriesOptions
+	)
+	seriesOf := func(i *snapshot.Interface) *seriesOptions {
+		if i != last {
+			last, s = i, c.seriesOf(i.Name)
+		}
+		return s
+	}
 	Each(&c.snap, func(i *snapshot.Interface, d bpf.Direction, k bpf.Class, n bpf.Count) {
-		s := c.seriesOf(i.Name)
+		s := seriesOf(i)
 		opts := s.opts[d][k]
 		if opts == nil {
 			opts = []metric.ObserveOption{metric.WithAttributeSet(attribute.NewSet(Attributes(i.Name, d, k)...))}
@@ -116,10 +128,10 @@ func (c *Collector) Observe(ctx context.Context, o metric.Observer) error {
 		o.ObserveInt64(c.io, int64(n.Bytes), opts...)
 	})
 	EachKernel(&c.snap, func(i *snapshot.Interface, d bpf.Direction, k snapshot.KernelStats) {
-		s := c.seriesOf(i.Name)
+		s := seriesOf(i)
 		opts := s.kernel[d]
 		if opts == nil {
-			opts = []metric.ObserveOption{metric.WithAttributeSet(attribute.NewSet(AttrInterface.String(i.Name), AttrDirection.String(d.String())))}
+			opts = []metric.ObserveOption{metric.WithAttributeSet(attribute.NewSet(KernelAttributes(i.Name, d)...))}
 			s.kernel[d] = opts
 		}
 		o.ObserveInt64(c.netErrors, int64(k.Errors), opts...)
