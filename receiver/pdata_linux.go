@@ -16,15 +16,12 @@ import (
 // ScopeName is the instrumentation scope of the receiver's metrics.
 const ScopeName = "github.com/ebpfnet/ebpfnet/receiver"
 
-type resourceInfo struct {
-	started time.Time // the receiver's start: for its own counters
-}
-
 // toMetrics turns a snapshot into pdata with the definitions the sidecar
 // uses (internal/metrics): the same names, units, descriptions, attributes
 // and series. Each counter's start timestamp is when counting began on its
-// interface: attach time, or the time kept with pinned state.
-func toMetrics(s *snapshot.Snapshot, r resourceInfo, now pcommon.Timestamp, took time.Duration) pmetric.Metrics {
+// interface: attach time, or the time kept with pinned state; the
+// receiver's own counters start at started, the receiver's start.
+func toMetrics(s *snapshot.Snapshot, started time.Time, now pcommon.Timestamp, took time.Duration) pmetric.Metrics {
 	md := pmetric.NewMetrics()
 	// No resource attributes: as with other Collector receivers, identity
 	// (host.name, host.id, service.*) is the resourcedetection and
@@ -44,7 +41,7 @@ func toMetrics(s *snapshot.Snapshot, r resourceInfo, now pcommon.Timestamp, took
 	netErrors := newSum(sm, metrics.Errors)
 	netDropped := newSum(sm, metrics.Dropped)
 	metrics.EachKernel(s, func(i *snapshot.Interface, d bpf.Direction, k snapshot.KernelStats) {
-		attrs := []attribute.KeyValue{metrics.AttrInterface.String(i.Name), metrics.AttrDirection.String(d.String())}
+		attrs := metrics.KernelAttributes(i.Name, d)
 		addPoint(netErrors, i, now, k.Errors, attrs)
 		addPoint(netDropped, i, now, k.Dropped, attrs)
 	})
@@ -56,7 +53,7 @@ func toMetrics(s *snapshot.Snapshot, r resourceInfo, now pcommon.Timestamp, took
 	errs := newSum(sm, metrics.AttachErrors)
 	for typ, n := range s.AttachErrors {
 		dp := errs.AppendEmpty()
-		dp.SetStartTimestamp(pcommon.NewTimestampFromTime(r.started))
+		dp.SetStartTimestamp(pcommon.NewTimestampFromTime(started))
 		dp.SetTimestamp(now)
 		dp.SetIntValue(int64(n))
 		dp.Attributes().PutStr(string(metrics.AttrErrorType), typ)

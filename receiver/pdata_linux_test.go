@@ -35,7 +35,7 @@ func TestScrapeGolden(t *testing.T) {
 		},
 		AttachErrors: map[string]uint64{"max_interfaces": 4},
 	}
-	got := toMetrics(&s, resourceInfo{started: start0},
+	got := toMetrics(&s, start0,
 		pcommon.NewTimestampFromTime(start0.Add(time.Hour)), 250*time.Microsecond)
 
 	path := filepath.Join("testdata", "scraper", "expected.yaml")

@@ -66,5 +66,5 @@ func (s *ebpfScraper) scrape(context.Context) (pmetric.Metrics, error) {
 	if err := s.d.Snapshot(&s.snap); err != nil {
 		return pmetric.NewMetrics(), err
 	}
-	return toMetrics(&s.snap, resourceInfo{started: s.started}, pcommon.NewTimestampFromTime(s.snap.Time), time.Since(begin)), nil
+	return toMetrics(&s.snap, s.started, pcommon.NewTimestampFromTime(s.snap.Time), time.Since(begin)), nil
 }

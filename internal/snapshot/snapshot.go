@@ -92,11 +92,10 @@ func (r *Reader) Read(mgr *attach.Manager, dst *Snapshot) error {
 		return err
 	}
 	kerr := r.ks.read(r.kernel)
-	kernel := r.kernel
 	dst.Time = time.Now()
 	dst.Interfaces = dst.Interfaces[:0]
 	for _, a := range r.attached {
-		k, ok := kernel[a.Index]
+		k, ok := r.kernel[a.Index]
 		dst.Interfaces = append(dst.Interfaces, Interface{
 			Name:     a.Name,
 			Index:    a.Index,
