@@ -85,8 +85,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 // memory with it. make bench (BENCHMARKS.md): 100 interfaces with every
 // class 28 MB resident instead of 32, 1000 interfaces 48 MB instead of 58
 // (53 MB at peak instead of 64), for a few tenths of a percent of a core
-// more. (Prometheus sets 75 by default for
-// the same reason.)
+// more. (Prometheus sets 75 by default for the same reason.)
 const defaultGOGC = 50
 
 // setGOGC applies defaultGOGC where GOGC is not set, and returns the
