@@ -83,8 +83,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 // says otherwise: half of Go's default of 100, under which the heap grows
 // to twice what is live before a collection, and each export's transient
 // memory with it. make bench (BENCHMARKS.md): 100 interfaces with every
-// class 28 MB resident instead of 32, 1000 interfaces 48 MB instead of 58
-// (53 MB at peak instead of 64), for a few tenths of a percent of a core
+// class 28 MB resident instead of 34, 1000 interfaces 50 MB instead of 62
+// (55 MB at peak instead of 62), for a few tenths of a percent of a core
 // more. (Prometheus sets 75 by default for the same reason.)
 const defaultGOGC = 50
 
