@@ -149,7 +149,7 @@ func benchCollection() (string, error) {
 	}
 	// The callback alone: snapshot and observe, into an observer that
 	// keeps nothing, so the SDK's own aggregation is not counted.
-	alone, err := metrics.NewCollector(provider.Meter("bench"), d.Snapshot)
+	alone, err := metrics.NewCallback(provider.Meter("bench"), d.Snapshot)
 	if err != nil {
 		return "", err
 	}

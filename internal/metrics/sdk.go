@@ -2,6 +2,7 @@ package metrics
 
 import (
 	"context"
+	"sync"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -24,18 +25,18 @@ type Source func(*snapshot.Snapshot) error
 // built once per series and reused, so a collection in steady state
 // allocates nothing per data point.
 func Register(meter metric.Meter, src Source) (metric.Registration, error) {
-	c, err := NewCollector(meter, src)
+	c, err := NewCallback(meter, src)
 	if err != nil {
 		return nil, err
 	}
 	return meter.RegisterCallback(c.Observe, c.io, c.packets, c.netErrors, c.netDropped, c.attached, c.errors)
 }
 
-// NewCollector creates the instruments on meter; its Observe is the
+// NewCallback creates the instruments on meter; its Observe is the
 // callback Register registers. It is exported for the benchmarks, which
 // time Observe on its own.
-func NewCollector(meter metric.Meter, src Source) (*Collector, error) {
-	c := &Collector{src: src, series: map[string]*seriesOptions{}, errOpts: map[string][]metric.ObserveOption{}}
+func NewCallback(meter metric.Meter, src Source) (*Callback, error) {
+	c := &Callback{src: src, series: map[string]*seriesOptions{}, errOpts: map[string][]metric.ObserveOption{}}
 	var err error
 	if c.io, err = meter.Int64ObservableCounter(IO.Name, metric.WithUnit(IO.Unit), metric.WithDescription(IO.Description)); err != nil {
 		return nil, err
@@ -61,8 +62,16 @@ func NewCollector(meter metric.Meter, src Source) (*Collector, error) {
 	return c, nil
 }
 
-// Collector observes one snapshot per collection.
-type Collector struct {
+// Callback observes one snapshot per collection.
+//
+// The SDK calls a registered callback once per reader, each reader from
+// its own goroutine (a periodic OTLP export and a Prometheus scrape at
+// once, say). Observe takes one collection at a time, each with a snapshot
+// of its own: the attribute sets it reuses across collections are shared
+// state, and reading a snapshot is serialised anyway (one netlink socket,
+// one batch buffer). A collection is short next to an export, so a second
+// reader waits little.
+type Callback struct {
 	src        Source
 	io         metric.Int64ObservableCounter
 	packets    metric.Int64ObservableCounter
@@ -72,6 +81,7 @@ type Collector struct {
 	errors     metric.Int64ObservableCounter
 	duration   metric.Float64Gauge
 
+	mu      sync.Mutex // one collection at a time; guards what follows
 	snap    snapshot.Snapshot
 	gen     uint64
 	series  map[string]*seriesOptions // by interface name
@@ -88,7 +98,7 @@ type seriesOptions struct {
 
 // seriesOf returns the interface's attribute sets, marked as seen in this
 // collection.
-func (c *Collector) seriesOf(name string) *seriesOptions {
+func (c *Callback) seriesOf(name string) *seriesOptions {
 	s := c.series[name]
 	if s == nil {
 		s = &seriesOptions{}
@@ -99,7 +109,9 @@ func (c *Collector) seriesOf(name string) *seriesOptions {
 }
 
 // Observe takes a snapshot and observes every series in it.
-func (c *Collector) Observe(ctx context.Context, o metric.Observer) error {
+func (c *Callback) Observe(ctx context.Context, o metric.Observer) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	start := time.Now()
 	if err := c.src(&c.snap); err != nil {
 		return err

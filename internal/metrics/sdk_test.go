@@ -2,6 +2,8 @@ package metrics
 
 import (
 	"context"
+	"fmt"
+	"sync"
 	"testing"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -122,4 +124,99 @@ func TestRemovedInterfaceIsForgotten(t *testing.T) {
 			}
 		}
 	}
+}
+
+// The SDK calls the callback once per reader, each reader from its own
+// goroutine: an OTLP export, a Prometheus scrape and the console at once.
+// Each collection must see one snapshot whole, while interfaces come and
+// go between snapshots. (Run with -race, as make test does.)
+func TestConcurrentReadersUnderChurn(t *testing.T) {
+	readers := []*sdkmetric.ManualReader{sdkmetric.NewManualReader(), sdkmetric.NewManualReader(), sdkmetric.NewManualReader()}
+	var opts []sdkmetric.Option
+	for _, r := range readers {
+		opts = append(opts, sdkmetric.WithReader(r))
+	}
+	provider := sdkmetric.NewMeterProvider(opts...)
+	defer provider.Shutdown(context.Background())
+
+	// Snapshot number g has 1+g%7 interfaces, named after g so that churn
+	// replaces them, and every count in it is g: a collection that mixed
+	// two snapshots shows two values, or a count that is not its size.
+	var mu sync.Mutex
+	g := 0
+	src := func(s *snapshot.Snapshot) error {
+		mu.Lock()
+		g++
+		n := g
+		mu.Unlock()
+		s.Interfaces = s.Interfaces[:0]
+		for i := range 1 + n%7 {
+			var c bpf.Counters
+			c[bpf.Receive][bpf.ClassIPv4TCP] = bpf.Count{Packets: uint64(n), Bytes: uint64(n)}
+			c[bpf.Transmit][bpf.ClassIPv6UDP] = bpf.Count{Packets: uint64(n), Bytes: uint64(n)}
+			s.Interfaces = append(s.Interfaces, snapshot.Interface{Name: fmt.Sprintf("v%d-%d", n%13, i), Index: i + 1, Counters: c, KernelOK: true})
+		}
+		s.AttachErrors = map[string]uint64{"attach": uint64(n)}
+		return nil
+	}
+	if _, err := Register(provider.Meter(ScopeName), src); err != nil {
+		t.Fatal(err)
+	}
+
+	var wg sync.WaitGroup
+	errs := make(chan string, len(readers))
+	for _, r := range readers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 300 {
+				var rm metricdata.ResourceMetrics
+				if err := r.Collect(context.Background(), &rm); err != nil {
+					errs <- err.Error()
+					return
+				}
+				if msg := consistent(rm.ScopeMetrics[0]); msg != "" {
+					errs <- msg
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for msg := range errs {
+		t.Error(msg)
+	}
+}
+
+// consistent says what is wrong with a collection of the snapshots
+// TestConcurrentReadersUnderChurn makes, or "".
+func consistent(sm metricdata.ScopeMetrics) string {
+	values := map[int64]bool{}
+	names := map[string]bool{}
+	attached := int64(-1)
+	for _, m := range sm.Metrics {
+		switch d := m.Data.(type) {
+		case metricdata.Sum[int64]:
+			for _, p := range d.DataPoints {
+				if m.Name == IO.Name || m.Name == Packets.Name || m.Name == AttachErrors.Name {
+					values[p.Value] = true
+				}
+				if v, ok := p.Attributes.Value(AttrInterface); ok {
+					names[v.AsString()] = true
+				}
+			}
+		case metricdata.Gauge[int64]:
+			attached = d.DataPoints[0].Value
+		}
+	}
+	if len(values) != 1 {
+		return fmt.Sprintf("one collection shows counts of several snapshots: %v", values)
+	}
+	for g := range values {
+		if want := 1 + g%7; attached != want || int64(len(names)) != want {
+			return fmt.Sprintf("snapshot %d has %d interfaces; the collection shows %d attached and %d names", g, want, attached, len(names))
+		}
+	}
+	return ""
 }
