@@ -77,20 +77,6 @@ var (
 	ErrPinPath       = errors.New("bad pin_path")
 )
 
-// keyError names the key a problem is about.
-type keyError struct {
-	key  string
-	kind error
-	msg  string
-}
-
-func (e *keyError) Error() string { return e.key + ": " + e.msg }
-func (e *keyError) Unwrap() error { return e.kind }
-
-func problem(kind error, key, format string, args ...any) error {
-	return &keyError{key: key, kind: kind, msg: fmt.Sprintf(format, args...)}
-}
-
 // Validate reports every problem in c at once, one line each, each naming
 // its key.
 func (c *Config) Validate() error {
@@ -102,6 +88,8 @@ func (c *Config) Validate() error {
 		for i, p := range list.patterns {
 			if _, err := compile(p); err != nil {
 				errs = append(errs, problem(ErrPattern, fmt.Sprintf("%s[%d]", list.key, i), "%v", err))
+			} else if why := neverMatches(p); why != "" {
+				errs = append(errs, problem(ErrPattern, fmt.Sprintf("%s[%d]", list.key, i), "%q can never match an interface: %s", p, why))
 			}
 		}
 	}
@@ -133,11 +121,37 @@ func (c *Config) Validate() error {
 	if c.MaxInterfaces < 1 || c.MaxInterfaces > MaxInterfacesLimit {
 		errs = append(errs, problem(ErrMaxInterfaces, "max_interfaces", "must be between 1 and %d, got %d", MaxInterfacesLimit, c.MaxInterfaces))
 	}
-	if c.PinPath != "" && !filepath.IsAbs(c.PinPath) {
-		errs = append(errs, problem(ErrPinPath, "pin_path", "must be an absolute path, got %q", c.PinPath))
+	if err := checkPinPath(c.PinPath); err != nil {
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }
+
+// checkPinPath refuses a pin path that would mix ebpfnet's pins with what
+// is not its own: a relative one, one that climbs with .., and the BPF
+// filesystem's root, where other tools pin theirs. (Load refuses the root
+// of any BPF filesystem, wherever it is mounted.)
+func checkPinPath(p string) error {
+	if p == "" {
+		return nil
+	}
+	if !filepath.IsAbs(p) {
+		return problem(ErrPinPath, "pin_path", "must be an absolute path, got %q", p)
+	}
+	for _, e := range strings.Split(p, "/") {
+		if e == ".." || e == "." {
+			return problem(ErrPinPath, "pin_path", "must not contain %q, got %q: name the directory itself", e, p)
+		}
+	}
+	switch filepath.Clean(p) {
+	case "/", DefaultBPFFS:
+		return problem(ErrPinPath, "pin_path", "%s is shared by every BPF tool: use a directory of ebpfnet's own, such as %s/ebpfnet", filepath.Clean(p), DefaultBPFFS)
+	}
+	return nil
+}
+
+// DefaultBPFFS is where a BPF filesystem is conventionally mounted.
+const DefaultBPFFS = "/sys/fs/bpf"
 
 // Matcher decides which interface names are selected.
 type Matcher struct {
@@ -171,7 +185,7 @@ func (m *Matcher) Match(name string) bool {
 }
 
 func compile(p string) (func(string) bool, error) {
-	if len(p) >= 2 && strings.HasPrefix(p, "/") && strings.HasSuffix(p, "/") {
+	if isRegexp(p) {
 		re, err := regexp.Compile("^(?:" + p[1:len(p)-1] + ")$")
 		if err != nil {
 			return nil, fmt.Errorf("bad regular expression %s: %v", p, strings.TrimPrefix(err.Error(), "error parsing regexp: "))

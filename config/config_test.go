@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -123,21 +124,153 @@ func TestLoadFile(t *testing.T) {
 		t.Errorf("got %+v, want %+v", cfg, want)
 	}
 
-	if cfg, err := LoadFile(write("")); err != nil || cfg.Attach != AttachAuto {
-		t.Errorf("empty file: %+v, %v", cfg, err)
+	for _, empty := range []string{"", "# nothing\n", "---\n", "~\n"} {
+		if cfg, err := LoadFile(write(empty)); err != nil || cfg.Attach != AttachAuto {
+			t.Errorf("empty file %q: %+v, %v", empty, cfg, err)
+		}
 	}
 
-	_, err = LoadFile(write("attach: tc\ninterfaces:\n  includes: [x]\ncolection_interval: 1s\n"))
+	path := write("attach: tc\ninterfaces:\n  includes: [x]\ncolection_interval: 1s\n")
+	_, err = LoadFile(path)
 	if !errors.Is(err, ErrUnknownKey) {
 		t.Fatalf("unknown keys: %v", err)
 	}
-	for _, line := range []string{`line 3: unknown key "interfaces.includes"`, `line 4: unknown key "colection_interval"`} {
-		if !strings.Contains(err.Error(), line) {
-			t.Errorf("missing %q in %v", line, err)
-		}
+	wantErr := "config file " + path + ": line 4: colection_interval: unknown key\n" +
+		"config file " + path + ": line 3: interfaces.includes: unknown key"
+	if err.Error() != wantErr {
+		t.Errorf("got:\n%v\nwant:\n%s", err, wantErr)
 	}
 
 	if _, err := LoadFile(filepath.Join(dir, "missing.yaml")); err == nil || !strings.Contains(err.Error(), "missing.yaml") {
 		t.Errorf("missing file: %v", err)
+	}
+}
+
+// Decode is the one decoder of both front ends: every problem at once,
+// each naming its key, the xdp default, and null keeping a default.
+func TestDecode(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		raw  map[string]any
+		errs []string
+		ok   func(Config) bool
+	}{
+		{"defaults", nil, nil, func(c Config) bool { return c.Attach == AttachAuto && len(c.Directions) == 2 }},
+		{"null keeps the default", map[string]any{"attach": nil, "interfaces": map[string]any{"exclude": nil}}, nil,
+			func(c Config) bool { return c.Attach == AttachAuto && c.Interfaces.Exclude[0] == "lo" }},
+		{"xdp counts receive unless told", map[string]any{"attach": "xdp"}, nil,
+			func(c Config) bool { return len(c.Directions) == 1 && c.Directions[0] == DirectionReceive }},
+		{"xdp with directions given keeps them", map[string]any{"attach": "xdp", "directions": []any{"receive", "transmit"}}, nil,
+			func(c Config) bool { return len(c.Directions) == 2 }},
+		{"confmap's map[any]any", map[string]any{"interfaces": map[any]any{"include": []any{"eth0"}}}, nil,
+			func(c Config) bool { return c.Interfaces.Include[0] == "eth0" }},
+		{"whole float", map[string]any{"max_interfaces": 64.0}, nil, func(c Config) bool { return c.MaxInterfaces == 64 }},
+		{"wrong types", map[string]any{
+			"attach": 3, "directions": "receive", "pin_path": []any{"/x"}, "max_interfaces": 1.5,
+			"interfaces": map[string]any{"include": []any{"eth0", 7}, "exclude": "lo"},
+		}, []string{
+			"attach: want a string, got the number 3",
+			"directions: want a list of strings, got the string \"receive\"",
+			"interfaces.exclude: want a list of strings, got the string \"lo\"",
+			"interfaces.include[1]: want a string, got the number 7",
+			"max_interfaces: want a whole number, got 1.5",
+			"pin_path: want a string, got a list",
+		}, nil},
+		{"unknown keys", map[string]any{"attach_mode": "tc", "interfaces": map[string]any{"includes": []any{"x"}}, "zzz": 1},
+			[]string{"attach_mode: unknown key", "interfaces.includes: unknown key", "zzz: unknown key"}, nil},
+		{"interfaces not a mapping", map[string]any{"interfaces": []any{"eth0"}}, []string{"interfaces: want a mapping of keys, got a list"}, nil},
+		{"huge number", map[string]any{"max_interfaces": 1e300}, []string{"max_interfaces: want a whole number, got 1e+300"}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, err := Decode(tc.raw)
+			var got []string
+			if err != nil {
+				got = strings.Split(err.Error(), "\n")
+			}
+			if strings.Join(got, "\n") != strings.Join(tc.errs, "\n") {
+				t.Errorf("errors:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(tc.errs, "\n"))
+			}
+			if keyed, other := KeyErrors(err); len(keyed) != len(tc.errs) || len(other) != 0 {
+				t.Errorf("%d KeyErrors and %d others, want %d KeyErrors", len(keyed), len(other), len(tc.errs))
+			}
+			if tc.ok != nil && !tc.ok(cfg) {
+				t.Errorf("decoded %+v", cfg)
+			}
+		})
+	}
+}
+
+// Pin paths that would hide or share what is not ebpfnet's, and patterns
+// that can never match an interface, are each one line naming the key.
+func TestValidateRefusesWhatCannotWork(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		mutate func(*Config)
+		kind   error
+		line   string
+	}{
+		{"pin path climbs", func(c *Config) { c.PinPath = "/sys/fs/bpf/x/../../etc" }, ErrPinPath,
+			`pin_path: must not contain "..", got "/sys/fs/bpf/x/../../etc": name the directory itself`},
+		{"pin path dot", func(c *Config) { c.PinPath = "/sys/fs/bpf/./x" }, ErrPinPath,
+			`pin_path: must not contain ".", got "/sys/fs/bpf/./x": name the directory itself`},
+		{"bpffs root", func(c *Config) { c.PinPath = "/sys/fs/bpf/" }, ErrPinPath,
+			"pin_path: /sys/fs/bpf is shared by every BPF tool: use a directory of ebpfnet's own, such as /sys/fs/bpf/ebpfnet"},
+		{"root", func(c *Config) { c.PinPath = "/" }, ErrPinPath,
+			"pin_path: / is shared by every BPF tool: use a directory of ebpfnet's own, such as /sys/fs/bpf/ebpfnet"},
+		{"glob too long", func(c *Config) { c.Interfaces.Include = []string{"veth-of-my-long-pod*"} }, ErrPattern,
+			`interfaces.include[0]: "veth-of-my-long-pod*" can never match an interface: it matches only names of 19 bytes or more, and interface names are at most 15`},
+		{"glob with slash", func(c *Config) { c.Interfaces.Exclude = []string{"lo", "eth0/1"} }, ErrPattern,
+			`interfaces.exclude[1]: "eth0/1" can never match an interface: interface names cannot contain '/'`},
+		{"glob with space", func(c *Config) { c.Interfaces.Include = []string{"eth 0"} }, ErrPattern,
+			`interfaces.include[0]: "eth 0" can never match an interface: interface names cannot contain ' '`},
+		{"alias", func(c *Config) { c.Interfaces.Include = []string{"eth0:1"} }, ErrPattern,
+			`interfaces.include[0]: "eth0:1" can never match an interface: interface names cannot contain ':'`},
+		{"regexp too long", func(c *Config) { c.Interfaces.Include = []string{"/veth[0-9a-f]{16}/"} }, ErrPattern,
+			`interfaces.include[0]: "/veth[0-9a-f]{16}/" can never match an interface: it matches only names of 20 bytes or more, and interface names are at most 15`},
+		{"regexp literal with slash", func(c *Config) { c.Interfaces.Include = []string{"/eth0\\/1/"} }, ErrPattern,
+			`interfaces.include[0]: "/eth0\\/1/" can never match an interface: interface names cannot contain '/'`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := Default()
+			tc.mutate(&cfg)
+			err := cfg.Validate()
+			if !errors.Is(err, tc.kind) || err.Error() != tc.line {
+				t.Errorf("got %v\nwant %q", err, tc.line)
+			}
+		})
+	}
+	for _, ok := range []string{"*", "veth*", "/veth[0-9a-f]+/", "/.{15}/", "eth?", "[a-z]*", "/(eth|en).*/", "lxc[0-9a-f]*"} {
+		cfg := Default()
+		cfg.Interfaces.Include = []string{ok}
+		if err := cfg.Validate(); err != nil {
+			t.Errorf("%q refused: %v", ok, err)
+		}
+	}
+}
+
+// Files that never end, or are no files at all, are refused before they are
+// read, instead of hanging the start.
+func TestReadRegularRefusesWhatNeverEnds(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	big := filepath.Join(dir, "big")
+	if err := os.WriteFile(big, make([]byte, 2<<20), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for path, want := range map[string]string{
+		fifo:        fifo + " is a FIFO, not a regular file",
+		"/dev/zero": "/dev/zero is a character device, not a regular file",
+		dir:         dir + " is a directory, not a regular file",
+		big:         big + " is larger than 1024 KiB; is it the right file?",
+	} {
+		if _, err := ReadRegular(path, MaxFileSize); err == nil || err.Error() != want {
+			t.Errorf("%s: %v, want %q", path, err, want)
+		}
+		if _, err := ReadFile(path); err == nil || err.Error() != "config file: "+want {
+			t.Errorf("config file %s: %v", path, err)
+		}
 	}
 }

@@ -6,101 +6,164 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"regexp"
+	"strconv"
 	"strings"
 
+	"golang.org/x/sys/unix"
 	"gopkg.in/yaml.v3"
 )
-
-// ErrUnknownKey is a key the schema does not have.
-var ErrUnknownKey = errors.New("unknown key")
 
 // MaxFileSize is the largest configuration file read: a real one is a few
 // hundred bytes, and a mistaken path to a big file should fail at once.
 const MaxFileSize = 1 << 20
 
-// LoadFile reads a YAML configuration file over the defaults. Keys the
-// schema does not know are errors, each naming the key and its line; so
-// are a second YAML document, a number that is not a whole one where the
-// schema wants one, and a file over MaxFileSize.
-func LoadFile(name string) (Config, error) {
-	cfg, _, err := LoadFileKeys(name)
-	return cfg, err
+// ReadRegular reads a regular file of at most limit bytes. Anything else
+// is refused before it is read: a FIFO or a character device would never
+// end (or, opened for reading, never start), and a directory is a mistake.
+func ReadRegular(path string, limit int64) ([]byte, error) {
+	// O_NONBLOCK: opening a FIFO for reading would otherwise wait for a
+	// writer; fstat then says what it is.
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC|unix.O_NOCTTY, 0)
+	if err != nil {
+		return nil, &os.PathError{Op: "open", Path: path, Err: err}
+	}
+	f := os.NewFile(uintptr(fd), path)
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is %s, not a regular file", path, kindOf(st.Mode()))
+	}
+	if st.Size() > limit {
+		return nil, fmt.Errorf("%s is larger than %d KiB; is it the right file?", path, limit>>10)
+	}
+	b, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(b)) > limit { // it grew while read
+		return nil, fmt.Errorf("%s is larger than %d KiB; is it the right file?", path, limit>>10)
+	}
+	return b, nil
 }
 
-// LoadFileKeys is LoadFile, and says which top-level keys the file set.
-func LoadFileKeys(name string) (Config, map[string]bool, error) {
-	cfg := Default()
-	f, err := os.Open(name)
-	if err != nil {
-		return cfg, nil, fmt.Errorf("config file: %w", err)
+func kindOf(m os.FileMode) string {
+	switch {
+	case m.IsDir():
+		return "a directory"
+	case m&os.ModeNamedPipe != 0:
+		return "a FIFO"
+	case m&os.ModeSocket != 0:
+		return "a socket"
+	case m&os.ModeCharDevice != 0:
+		return "a character device"
+	case m&os.ModeDevice != 0:
+		return "a block device"
 	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
-	if err != nil {
-		return cfg, nil, fmt.Errorf("config file: %w", err)
-	}
-	if len(b) > MaxFileSize {
-		return cfg, nil, fmt.Errorf("config file %s: larger than %d KiB; is it the right file?", name, MaxFileSize>>10)
-	}
+	return "not a regular file"
+}
 
-	// The document as a tree first: what decoding into Config would let
-	// pass silently.
-	var doc yaml.Node
+// File is a configuration file as read: its keys for Decode, and the line
+// each was written on.
+type File struct {
+	Path string
+	Raw  map[string]any
+	doc  *yaml.Node
+}
+
+// ReadFile reads a YAML configuration file of one document: its syntax,
+// not its keys (Decode checks those).
+func ReadFile(path string) (*File, error) {
+	b, err := ReadRegular(path, MaxFileSize)
+	if err != nil {
+		return nil, fmt.Errorf("config file: %w", err)
+	}
+	f := &File{Path: path}
 	dec := yaml.NewDecoder(bytes.NewReader(b))
+	var doc yaml.Node
 	if err := dec.Decode(&doc); errors.Is(err, io.EOF) {
-		return cfg, map[string]bool{}, nil // an empty file keeps every default
+		return f, nil // an empty file keeps every default
 	} else if err != nil {
-		return cfg, nil, fmt.Errorf("config file %s: %w", name, rephrase(err.Error()))
+		return nil, fmt.Errorf("config file %s: %w", path, err)
 	}
 	var more yaml.Node
 	if err := dec.Decode(&more); !errors.Is(err, io.EOF) {
-		line := more.Line
 		if err != nil {
-			return cfg, nil, fmt.Errorf("config file %s: %w", name, rephrase(err.Error()))
+			return nil, fmt.Errorf("config file %s: %w", path, err)
 		}
-		return cfg, nil, fmt.Errorf("config file %s: line %d: a second YAML document; ebpfnet reads one", name, line)
+		return nil, fmt.Errorf("config file %s: line %d: a second YAML document; ebpfnet reads one", path, more.Line)
 	}
-	keys := map[string]bool{}
-	if len(doc.Content) == 1 && doc.Content[0].Kind == yaml.MappingNode {
-		m := doc.Content[0].Content
-		for i := 0; i+1 < len(m); i += 2 {
-			keys[m[i].Value] = true
-			if v := m[i+1]; m[i].Value == "max_interfaces" && v.Kind == yaml.ScalarNode && v.ShortTag() != "!!int" {
-				return cfg, nil, fmt.Errorf("config file %s: line %d: max_interfaces: want a whole number, got %q", name, v.Line, v.Value)
-			}
-		}
+	if len(doc.Content) == 0 {
+		return f, nil // comments only
 	}
-
-	dec = yaml.NewDecoder(bytes.NewReader(b))
-	dec.KnownFields(true)
-	err = dec.Decode(&cfg)
-	var te *yaml.TypeError
-	if errors.As(err, &te) {
-		var errs []error
-		for _, e := range te.Errors {
-			errs = append(errs, fmt.Errorf("config file %s: %w", name, rephrase(e)))
-		}
-		return cfg, nil, errors.Join(errs...)
+	top := doc.Content[0]
+	if top.Kind == yaml.ScalarNode && top.Tag == "!!null" {
+		return f, nil
 	}
-	if err != nil {
-		return cfg, nil, fmt.Errorf("config file %s: %w", name, err)
+	if top.Kind != yaml.MappingNode {
+		return nil, fmt.Errorf("config file %s: line %d: want a mapping of keys (interfaces:, attach:, ...)", path, top.Line)
 	}
-	return cfg, keys, nil
+	if err := top.Decode(&f.Raw); err != nil {
+		return nil, fmt.Errorf("config file %s: %w", path, err)
+	}
+	f.doc = top
+	return f, nil
 }
 
-var unknownField = regexp.MustCompile(`^(line \d+): field (\S+) not found in type config\.(\w+)$`)
+// Line is the line key (as a KeyError names it: interfaces.include[1]) is
+// written on, or its closest parent's, or 0.
+func (f *File) Line(key string) int {
+	line, n := 0, f.doc
+	for _, part := range strings.Split(key, ".") {
+		name, index, _ := strings.Cut(part, "[")
+		k, v := entry(n, name)
+		if k == nil {
+			return line
+		}
+		line, n = k.Line, v
+		if index != "" {
+			i, err := strconv.Atoi(strings.TrimSuffix(index, "]"))
+			if err != nil || n.Kind != yaml.SequenceNode || i >= len(n.Content) {
+				return line
+			}
+			line, n = n.Content[i].Line, n.Content[i]
+		}
+	}
+	return line
+}
 
-// rephrase turns yaml.v3's "field x not found in type config.Interfaces"
-// into the key as the user wrote it: "unknown key interfaces.x".
-func rephrase(msg string) error {
-	m := unknownField.FindStringSubmatch(msg)
-	if m == nil {
-		return errors.New(strings.TrimPrefix(msg, "yaml: "))
+// entry returns the key and value nodes of key in mapping n, or nils.
+func entry(n *yaml.Node, key string) (k, v *yaml.Node) {
+	if n == nil || n.Kind != yaml.MappingNode {
+		return nil, nil
 	}
-	key := m[2]
-	if m[3] == "Interfaces" {
-		key = "interfaces." + key
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if n.Content[i].Value == key {
+			return n.Content[i], n.Content[i+1]
+		}
 	}
-	return fmt.Errorf("%s: %w %q", m[1], ErrUnknownKey, key)
+	return nil, nil
+}
+
+// LoadFile reads and decodes a configuration file over the defaults. Its
+// errors name the file and the line of each key.
+func LoadFile(path string) (Config, error) {
+	f, err := ReadFile(path)
+	if err != nil {
+		return Default(), err
+	}
+	cfg, err := Decode(f.Raw)
+	return cfg, f.Explain(err)
+}
+
+// Explain prefixes each KeyError in err with the file and the key's line.
+func (f *File) Explain(err error) error {
+	keyed, other := KeyErrors(err)
+	errs := other
+	for _, ke := range keyed {
+		errs = append(errs, fmt.Errorf("config file %s: line %d: %w", f.Path, f.Line(ke.Key), ke))
+	}
+	return errors.Join(errs...)
 }

@@ -24,6 +24,7 @@ import (
 
 	"github.com/ebpfnet/ebpfnet/internal/datapath"
 	"github.com/ebpfnet/ebpfnet/internal/metrics"
+	"github.com/ebpfnet/ebpfnet/internal/snapshot"
 	"github.com/ebpfnet/ebpfnet/internal/version"
 )
 
@@ -45,7 +46,7 @@ func main() {
 func run(args []string, stdout, stderr io.Writer) int {
 	opts, err := parseFlags(args)
 	if errors.Is(err, errHelp) {
-		fmt.Fprint(stdout, usage)
+		fmt.Fprint(stdout, strings.Replace(usage, "OTEL_VARIABLES", wrap(strings.Join(otelVariables, ", "), 76, "\n  "), 1))
 		return exitOK
 	}
 	if err != nil {
@@ -56,7 +57,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "ebpfnet %s\n", version.Get())
 		return exitOK
 	}
-	settings, err := opts.settings()
+	settings, err := opts.settings(os.Getenv)
 	if err != nil {
 		for _, line := range strings.Split(err.Error(), "\n") {
 			fmt.Fprintf(stderr, "ebpfnet: %s\n", line)
@@ -77,6 +78,22 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return exitError
 	}
 	return exitOK
+}
+
+// wrap breaks s into lines of at most width, joined by sep.
+func wrap(s string, width int, sep string) string {
+	var lines []string
+	line := ""
+	for _, w := range strings.Fields(s) {
+		if line != "" && len(line)+1+len(w) > width {
+			lines, line = append(lines, line), ""
+		}
+		if line != "" {
+			line += " "
+		}
+		line += w
+	}
+	return strings.Join(append(lines, line), sep)
 }
 
 // defaultGOGC is the garbage collector's heap growth target unless GOGC
@@ -112,7 +129,7 @@ func serve(ctx context.Context, s *settings, stdout io.Writer, log *slog.Logger)
 	if err != nil {
 		return err
 	}
-	otel.SetErrorHandler(newOutageLogger(log, s.interval))
+	otel.SetErrorHandler(newOutageLogger(log, s.interval, s.env.timeout))
 	// The provider, and with it the reader, before anything slow: a reader
 	// that exported before being registered logged a false failure.
 	opts := []sdkmetric.Option{sdkmetric.WithResource(res),
@@ -164,4 +181,14 @@ func serve(ctx context.Context, s *settings, stdout io.Writer, log *slog.Logger)
 		return fmt.Errorf("detach: %w", err)
 	}
 	return nil
+}
+func logStart(log *slog.Logger, s *settings, d *datapath.Datapath) {
+	var snap snapshot.Snapshot
+	_ = d.Snapshot(&snap)
+	names := make([]string, 0, len(snap.Interfaces))
+	for _, i := range snap.Interfaces {
+		names = append(names, i.Name)
+	}
+	log.Info("ebpfnet counting", "interfaces", names, "attach", d.AttachMode(),
+		"exporters", s.env.exporters, "interval", s.interval, "pin_path", s.config.PinPath, "gogc", s.gogc)
 }

@@ -1,0 +1,78 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"time"
+
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
+)
+
+// outageExporter logs one line when exports start failing and one when
+// they recover, whatever the number of attempts in between.
+type outageExporter struct {
+	sdkmetric.Exporter
+	log *slog.Logger
+
+	mu      sync.Mutex
+	failing bool
+}
+
+// reportedError is an export error outageExporter has logged already, so
+// that the OTel error handler, which the reader hands it to as well, does not.
+type reportedError struct{ error }
+
+func (e reportedError) Unwrap() error { return e.error }
+
+func (e *outageExporter) Export(ctx context.Context, rm *metricdata.ResourceMetrics) error {
+	err := e.Exporter.Export(ctx, rm)
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	switch {
+	case err != nil && !e.failing:
+		e.failing = true
+		e.log.Warn("export failing; counting goes on, and this is logged again when exports recover", "error", err)
+	case err == nil && e.failing:
+		e.failing = false
+		e.log.Info("exports recovered")
+	}
+	if err != nil {
+		return reportedError{err}
+	}
+	return nil
+}
+
+// outageLogger is the OTel error handler for everything else (the
+// Prometheus exporter, the SDK): errors repeat while something is down, at
+// most one per interval or export timeout, and are logged once per outage.
+// An outage is over when no error came for two of those periods.
+type outageLogger struct {
+	log   *slog.Logger
+	quiet time.Duration
+
+	mu   sync.Mutex
+	last time.Time
+}
+
+// newOutageLogger logs outages of exports that repeat at most once per
+// interval or exportTimeout.
+func newOutageLogger(log *slog.Logger, interval, exportTimeout time.Duration) *outageLogger {
+	return &outageLogger{log: log, quiet: 2*max(interval, exportTimeout) + time.Second}
+}
+
+func (o *outageLogger) Handle(err error) {
+	var reported reportedError
+	if errors.As(err, &reported) {
+		return
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	now := time.Now()
+	if o.last.IsZero() || now.Sub(o.last) > o.quiet {
+		o.log.Warn("export failing; counting goes on, and this is not logged again until exports recover", "error", err)
+	}
+	o.last = now
+}
