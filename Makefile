@@ -2,7 +2,7 @@
 GO ?= go
 export EBPFNET_PRIVILEGED ?=
 
-.PHONY: all generate build test test-kernel bench run otelcol check-generate fuzz clean image image-otelcol kubernetes-tools
+.PHONY: all generate build test test-kernel bench run otelcol check-generate fuzz clean image image-otelcol kubernetes-tools previous-release
 
 all: build
 
@@ -35,7 +35,7 @@ run: build
 # on this kernel and then on Debian 12's 6.1 kernel in a VM. The custom
 # Collector is built first, here, because the tests run in network
 # namespaces of their own that cannot reach the Go module proxy.
-test: otelcol kubernetes-tools
+test: otelcol kubernetes-tools previous-release
 	$(GO) vet ./...
 	$(GO) test -count=1 ./...
 	$(MAKE) --no-print-directory test-kernel
@@ -43,8 +43,23 @@ test: otelcol kubernetes-tools
 # The kernel tests on Debian 12's 6.1 kernel (no tcx there: tc and xdp),
 # booted with qemu from an initramfs (internal/vmtest). Needs
 # qemu-system-x86 and busybox-static; fetches the kernel with apt.
-test-kernel:
+test-kernel: previous-release
 	bash internal/vmtest/run.sh
+
+# The previous release's sidecar, for the upgrade test: this release takes
+# its pinned state over across a layout change (bpf.PreviousLayout). Built
+# from the commit recorded here, from git, as it was released.
+PREVIOUS_RELEASE := b3fd25cd97b43ce3f9a1f8c6fd7bce92d185943c
+bin/ebpfnet-$(PREVIOUS_RELEASE):
+	rm -rf build/previous && mkdir -p build/previous bin
+	git archive $(PREVIOUS_RELEASE) | tar -x -C build/previous
+	cd build/previous && CGO_ENABLED=0 $(GO) build -tags grpcnotrace \
+		-ldflags "-X github.com/ebpfnet/ebpfnet/internal/version.Version=$(PREVIOUS_RELEASE)" \
+		-o $(CURDIR)/$@ ./cmd/ebpfnet
+	rm -rf build/previous
+
+previous-release: bin/ebpfnet-$(PREVIOUS_RELEASE)
+	ln -sf ebpfnet-$(PREVIOUS_RELEASE) bin/ebpfnet-previous
 
 # The custom Collector with the ebpfnet receiver, from builder-config.yaml.
 BUILDER_VERSION := v0.165.0

@@ -1,9 +1,10 @@
 // Package bpf holds ebpfnet's eBPF programs (ebpfnet.c), their bpf2go
-// output, and the loader around them.
+// output, and the loader around them: the maps, what a row and a slot hold,
+// and the pin path they may be pinned in.
 //
 // The programs count frames per interface, direction, IP version and
 // transport in a per-CPU array. Each (receive, transmit, XDP) is loaded once
-// and serves every interface: it finds the interface's row and link type by
+// and serves every interface: it finds the interface's row and framing by
 // ifindex in the slots maps, which user space fills before attaching.
 //
 // Minimum kernels for each hook: TCX 6.6; bpf_link XDP 5.9; tc clsact with a
@@ -142,9 +143,10 @@ func (h Hook) String() string {
 	return "none"
 }
 
-// Interface is one row of the interfaces map, laid out as struct
-// ebpfnet_interface: which interface a counters row belongs to and since when.
-type Interface struct {
+// InterfaceRow is one row of the interfaces map, laid out as struct
+// ebpfnet_interface: which interface a counters row belongs to, since when,
+// and what is ebpfnet's on its hooks.
+type InterfaceRow struct {
 	Ifindex       uint32
 	Hooks         [NumDirections]Hook
 	Layout        uint32
@@ -164,13 +166,13 @@ type Owned struct {
 }
 
 // InterfaceName returns r's name as a string.
-func (r *Interface) InterfaceName() string {
+func (r *InterfaceRow) InterfaceName() string {
 	n, _, _ := bytes.Cut(r.Name[:], []byte{0})
 	return string(n)
 }
 
 // SetName stores name, cut to the kernel's IFNAMSIZ.
-func (r *Interface) SetName(name string) {
+func (r *InterfaceRow) SetName(name string) {
 	r.Name = [16]byte{}
 	copy(r.Name[:15], name)
 }

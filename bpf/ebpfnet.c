@@ -7,7 +7,7 @@
 // it, and never change what happens to the frame.
 //
 // One program per hook serves every interface. It finds the interface's
-// slot (its row in the counters map and its link type) by ifindex in an
+// slot (its row in the counters map and its framing) by ifindex in an
 // array, or in a hash for the rare ifindex past the array, so that
 // attaching an interface is only a link or a filter: nothing is loaded or
 // verified per interface.
@@ -69,12 +69,12 @@ enum ebpfnet_direction {
 	DIRECTION_TRANSMIT = 1,
 };
 
-// What a frame on the interface starts with.
-enum ebpfnet_link {
-	LINK_UNUSED = 0,   // no interface: not counted
-	LINK_ETHERNET = 1, // an Ethernet header (veth, bridges, NICs, lo)
-	LINK_IP = 2,       // an IP header (tun, WireGuard, ipip, sit, ...)
-	LINK_OTHER = 3,    // anything else: counted, never classified
+// What a frame on the interface starts with: its framing.
+enum ebpfnet_framing {
+	FRAMING_UNUSED = 0,   // no interface: not counted
+	FRAMING_ETHERNET = 1, // an Ethernet header (veth, bridges, NICs, lo)
+	FRAMING_IP = 2,       // an IP header (tun, WireGuard, ipip, sit, ...)
+	FRAMING_OTHER = 3,    // anything else: counted, never classified
 };
 
 // Transport of an IP packet, as an offset within its IP version's classes.
@@ -144,11 +144,23 @@ struct ebpfnet_interface {
 	} owned[2];
 };
 
-// An interface's slot: where its frames are counted and how to read them.
-// User space writes it as one 8-byte store, so a program never sees half.
+// An interface's slot: the row its frames are counted in and how to read
+// them. User space writes it as one 8-byte store, so a program never sees
+// half.
 struct ebpfnet_slot {
-	__u32 row;  // in counters and interfaces
-	__u32 link; // enum ebpfnet_link; LINK_UNUSED: not attached
+	__u32 row;     // in counters and interfaces
+	__u32 framing; // enum ebpfnet_framing; FRAMING_UNUSED: not attached
+};
+
+// What pinned state is, written by the process that makes it and checked by
+// every process that opens it: the layout of the maps, and the network
+// namespace whose interfaces the rows and slots name (an ifindex means
+// nothing in another one).
+struct ebpfnet_meta {
+	__u32 layout;
+	__u32 _pad;
+	__u64 netns_cookie; // SO_NETNS_COOKIE: unique for the life of the system
+	__u64 netns_inode;  // the namespace's inode, for people reading bpftool
 };
 
 
@@ -166,6 +178,13 @@ struct {
 	__type(value, struct ebpfnet_interface);
 	__uint(max_entries, 1);
 } interfaces SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, struct ebpfnet_meta);
+	__uint(max_entries, 1);
+} meta SEC(".maps");
 
 // Slots of interfaces whose ifindex is below DIRECT_IFINDEXES, indexed by
 // ifindex. User space writes a slot through a memory mapping of the map.
@@ -229,13 +248,16 @@ static __always_inline struct scratch *scratch_space(void)
 	return bpf_map_lookup_elem(&scratch, (void *)&zero);
 }
 
-#ifndef EBPFNET_CONST_SLOT
+#ifndef slot_of
 // slot_of finds the interface's slot with a map lookup whose key is a copy
 // of the ifindex in the per-CPU scratch: the slot pointer then has no
 // variable offset. (Indexing a table by ifindex in the program instead made
 // 6.18's verifier, without CAP_PERFMON, put a speculation barrier before
 // the counters lookup keyed by the slot's row: its simulation of the
 // sanitized pointer arithmetic trips over the key's bounds.)
+//
+// (make bench builds these programs again with a slot_of of its own:
+// internal/bench/constslot.c.)
 static __always_inline struct ebpfnet_slot *slot_of(__u32 ifindex)
 {
 	struct scratch *s = scratch_space();
@@ -249,21 +271,6 @@ static __always_inline struct ebpfnet_slot *slot_of(__u32 ifindex)
 	// Unlike its twin above, or the compiler merges the two lookups into
 	// one call with the map chosen at run time, which the verifier cannot
 	// inline: a whole helper call on every packet.
-	asm volatile("" : "+r"(slot));
-	return slot;
-}
-#else
-// The previous design, built for make bench alone (internal/bench): a copy
-// of the programs per interface, loaded with the interface's slot as a
-// constant, so no lookup. The pointer is laundered so that the compiler
-// reads the slot rather than folding its initial value; the verifier knows
-// the values (read-only .rodata), as it did in that design.
-const volatile struct ebpfnet_slot const_slot = {.row = 0, .link = LINK_ETHERNET};
-
-static __always_inline struct ebpfnet_slot *slot_of(__u32 ifindex)
-{
-	struct ebpfnet_slot *slot = (struct ebpfnet_slot *)&const_slot;
-
 	asm volatile("" : "+r"(slot));
 	return slot;
 }
@@ -439,11 +446,11 @@ static __always_inline __u32 classify_ip(void *data, void *data_end, __u32 len)
 	return CLASS_NON_IP;
 }
 
-static __always_inline __u32 classify(__u32 link, void *data, void *data_end, __u32 len)
+static __always_inline __u32 classify(__u32 framing, void *data, void *data_end, __u32 len)
 {
-	if (link == LINK_ETHERNET)
+	if (framing == FRAMING_ETHERNET)
 		return classify_ethernet(data, data_end, len);
-	if (link == LINK_IP)
+	if (framing == FRAMING_IP)
 		return classify_ip(data, data_end, len);
 	return CLASS_NON_IP;
 }
@@ -526,14 +533,14 @@ static __always_inline __u32 slow_ipv6(void *ctx, const enum ctx_kind kind, stru
 	return transport(nexthdr, IPPROTO_ICMPV6);
 }
 
-static __always_inline __u32 slow_classify(void *ctx, const enum ctx_kind kind, __u64 len, __u32 link)
+static __always_inline __u32 slow_classify(void *ctx, const enum ctx_kind kind, __u64 len, __u32 framing)
 {
 	struct scratch *s = scratch_space();
 	__u8 *h;
 
 	if (!s)
 		return CLASS_NON_IP;
-	if (link == LINK_IP) {
+	if (framing == FRAMING_IP) {
 		if (!(h = load(ctx, kind, s, 0, 1)))
 			return CLASS_NON_IP;
 		if (h[0] >> 4 == 4)
@@ -542,7 +549,7 @@ static __always_inline __u32 slow_classify(void *ctx, const enum ctx_kind kind, 
 			return CLASS_IPV6 + slow_ipv6(ctx, kind, s, len, 0);
 		return CLASS_NON_IP;
 	}
-	if (link != LINK_ETHERNET)
+	if (framing != FRAMING_ETHERNET)
 		return CLASS_NON_IP;
 	__u64 off = 12;
 	if (!(h = load(ctx, kind, s, off, 2)))
@@ -568,27 +575,27 @@ static __always_inline __u32 slow_classify(void *ctx, const enum ctx_kind kind, 
 // (6.1's verifier, exploring speculative paths without CAP_PERFMON, runs
 // out of room otherwise), and their helper calls do not make the fast path
 // spill registers.
-__noinline __u32 slow_classify_skb(struct __sk_buff *skb, __u32 link)
+__noinline __u32 slow_classify_skb(struct __sk_buff *skb, __u32 framing)
 {
-	return slow_classify(skb, CTX_SKB, skb->len, link);
+	return slow_classify(skb, CTX_SKB, skb->len, framing);
 }
 
-__noinline __u32 slow_classify_xdp(struct xdp_md *ctx, __u32 len, __u32 link)
+__noinline __u32 slow_classify_xdp(struct xdp_md *ctx, __u32 len, __u32 framing)
 {
-	return slow_classify(ctx, CTX_XDP, len, link);
+	return slow_classify(ctx, CTX_XDP, len, framing);
 }
 
 static __always_inline int count_skb(struct __sk_buff *skb, const __u32 direction)
 {
 	struct ebpfnet_slot *slot = slot_of(skb->ifindex);
 
-	if (!slot || slot->link == LINK_UNUSED)
+	if (!slot || slot->framing == FRAMING_UNUSED)
 		return TCX_NEXT;
-	__u32 link = slot->link;
+	__u32 framing = slot->framing;
 	__u32 len = skb->len;
-	__u32 class = classify(link, (void *)(long)skb->data, (void *)(long)skb->data_end, len);
+	__u32 class = classify(framing, (void *)(long)skb->data, (void *)(long)skb->data_end, len);
 	if (class == CLASS_SLOW)
-		class = slow_classify_skb(skb, link);
+		class = slow_classify_skb(skb, framing);
 	// On receive the kernel has already moved the outer VLAN tag out of the
 	// frame into skb metadata, after counting the frame with it.
 	count(slot, direction, class, len + (skb->vlan_present << 2)); // 4 bytes per tag in metadata
@@ -614,24 +621,17 @@ int ebpfnet_xdp(struct xdp_md *ctx)
 {
 	struct ebpfnet_slot *slot = slot_of(ctx->ingress_ifindex);
 
-	if (!slot || slot->link == LINK_UNUSED)
+	if (!slot || slot->framing == FRAMING_UNUSED)
 		return XDP_PASS;
 	// The frame's whole length, fragments of a multi-buffer frame included,
 	// as a scalar: the difference of two packet pointers is refused.
 	__u32 len = bpf_xdp_get_buff_len(ctx);
-	// The link type is read where it is used rather than kept: one value
+	// The framing is read where it is used rather than kept: one value
 	// fewer to hold across the parse, which would otherwise go to the stack
 	// (and get a speculation barrier without CAP_PERFMON).
-	__u32 class = classify(*(volatile __u32 *)&slot->link, (void *)(long)ctx->data, (void *)(long)ctx->data_end, len);
+	__u32 class = classify(*(volatile __u32 *)&slot->framing, (void *)(long)ctx->data, (void *)(long)ctx->data_end, len);
 	if (class == CLASS_SLOW)
-		class = slow_classify_xdp(ctx, len, *(volatile __u32 *)&slot->link);
+		class = slow_classify_xdp(ctx, len, *(volatile __u32 *)&slot->framing);
 	count(slot, DIRECTION_RECEIVE, class, len);
 	return XDP_PASS;
-}
-
-// An empty program, for the benchmarks' floor.
-SEC("tc")
-int ebpfnet_empty_tc(struct __sk_buff *skb)
-{
-	return TCX_NEXT;
 }

@@ -150,10 +150,18 @@ type ebpfnetEbpfnetInterface struct {
 	}
 }
 
+type ebpfnetEbpfnetMeta struct {
+	_           structs.HostLayout
+	Layout      uint32
+	Pad         uint32
+	NetnsCookie uint64
+	NetnsInode  uint64
+}
+
 type ebpfnetEbpfnetSlot struct {
-	_    structs.HostLayout
-	Row  uint32
-	Link uint32
+	_       structs.HostLayout
+	Row     uint32
+	Framing uint32
 }
 
 type ebpfnetScratch struct {
@@ -168,11 +176,11 @@ type ebpfnetScratch struct {
 const (
 	ebpfnetMapCounters        = "counters"
 	ebpfnetMapInterfaces      = "interfaces"
+	ebpfnetMapMeta            = "meta"
 	ebpfnetMapScratch         = "scratch"
 	ebpfnetMapSlots           = "slots"
 	ebpfnetMapSlotsHash       = "slots_hash"
 	ebpfnetProgEbpfnetEgress  = "ebpfnet_egress"
-	ebpfnetProgEbpfnetEmptyTc = "ebpfnet_empty_tc"
 	ebpfnetProgEbpfnetIngress = "ebpfnet_ingress"
 	ebpfnetProgEbpfnetXdp     = "ebpfnet_xdp"
 	ebpfnetVarZero            = "zero"
@@ -221,7 +229,6 @@ type ebpfnetSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type ebpfnetProgramSpecs struct {
 	EbpfnetEgress  *ebpf.ProgramSpec `ebpf:"ebpfnet_egress"`
-	EbpfnetEmptyTc *ebpf.ProgramSpec `ebpf:"ebpfnet_empty_tc"`
 	EbpfnetIngress *ebpf.ProgramSpec `ebpf:"ebpfnet_ingress"`
 	EbpfnetXdp     *ebpf.ProgramSpec `ebpf:"ebpfnet_xdp"`
 }
@@ -232,6 +239,7 @@ type ebpfnetProgramSpecs struct {
 type ebpfnetMapSpecs struct {
 	Counters   *ebpf.MapSpec `ebpf:"counters"`
 	Interfaces *ebpf.MapSpec `ebpf:"interfaces"`
+	Meta       *ebpf.MapSpec `ebpf:"meta"`
 	Scratch    *ebpf.MapSpec `ebpf:"scratch"`
 	Slots      *ebpf.MapSpec `ebpf:"slots"`
 	SlotsHash  *ebpf.MapSpec `ebpf:"slots_hash"`
@@ -266,6 +274,7 @@ func (o *ebpfnetObjects) Close() error {
 type ebpfnetMaps struct {
 	Counters   *ebpf.Map `ebpf:"counters"`
 	Interfaces *ebpf.Map `ebpf:"interfaces"`
+	Meta       *ebpf.Map `ebpf:"meta"`
 	Scratch    *ebpf.Map `ebpf:"scratch"`
 	Slots      *ebpf.Map `ebpf:"slots"`
 	SlotsHash  *ebpf.Map `ebpf:"slots_hash"`
@@ -275,6 +284,7 @@ func (m *ebpfnetMaps) Close() error {
 	return _EbpfnetClose(
 		m.Counters,
 		m.Interfaces,
+		m.Meta,
 		m.Scratch,
 		m.Slots,
 		m.SlotsHash,
@@ -293,7 +303,6 @@ type ebpfnetVariables struct {
 // It can be passed to loadEbpfnetObjects or ebpf.CollectionSpec.LoadAndAssign.
 type ebpfnetPrograms struct {
 	EbpfnetEgress  *ebpf.Program `ebpf:"ebpfnet_egress"`
-	EbpfnetEmptyTc *ebpf.Program `ebpf:"ebpfnet_empty_tc"`
 	EbpfnetIngress *ebpf.Program `ebpf:"ebpfnet_ingress"`
 	EbpfnetXdp     *ebpf.Program `ebpf:"ebpfnet_xdp"`
 }
@@ -301,7 +310,6 @@ type ebpfnetPrograms struct {
 func (p *ebpfnetPrograms) Close() error {
 	return _EbpfnetClose(
 		p.EbpfnetEgress,
-		p.EbpfnetEmptyTc,
 		p.EbpfnetIngress,
 		p.EbpfnetXdp,
 	)

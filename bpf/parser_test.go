@@ -3,8 +3,10 @@ package bpf
 import (
 	"encoding/binary"
 	"errors"
+	"fmt"
+	"reflect"
+	"slices"
 	"testing"
-	"unsafe"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
@@ -81,6 +83,9 @@ func parserCases() []parserCase {
 		{"802.1ad+802.1q ipv6 hop-by-hop tcp", cat(eth(0x86dd, 0x88a8, 0x8100), ipv6(6, 20, 0)), ClassIPv6TCP},
 		{"three tags is not looked through", cat(eth(0x0800, 0x88a8, 0x8100, 0x8100), ipv4(17, 5, 8)), ClassNonIP},
 		{"802.1q tag cut short", eth(0x0800, 0x8100)[:16], ClassNonIP},
+		{"802.1q runt, 15 bytes", eth(0x0800, 0x8100)[:15], ClassNonIP},
+		{"ipv4 ihl claims past the frame", func() []byte { f := cat(eth(0x0800), ipv4(17, 5, 8)); f[14] = 0x4f; return f }(), ClassIPv4Unknown},
+		{"802.1q ipv4 ihl claims past the frame", func() []byte { f := cat(eth(0x0800, 0x8100), ipv4(6, 5, 8)); f[18] = 0x4f; return f }(), ClassIPv4Unknown},
 		{"802.1q ipv4 cut short", cat(eth(0x0800, 0x8100), ipv4(17, 5, 8))[:18+12], ClassIPv4Unknown},
 		{"arp", cat(eth(0x0806), make([]byte, 28)), ClassNonIP},
 		{"lldp", cat(eth(0x88cc), make([]byte, 40)), ClassNonIP},
@@ -114,14 +119,14 @@ func newHarness(t testing.TB) *harness {
 	t.Cleanup(func() { objs.Close() })
 	h := &harness{objs: objs, rows: make([]Counters, 1),
 		ingress: objs.Program(ProgramIngress), egress: objs.Program(ProgramEgress), xdp: objs.Program(ProgramXDP)}
-	h.setLink(t, LinkEthernet)
+	h.setFraming(t, FramingEthernet)
 	return h
 }
 
-// setLink makes the test runs' interface one of link's type.
-func (h *harness) setLink(t testing.TB, link Link) {
+// setFraming makes the test runs' interface one of that framing.
+func (h *harness) setFraming(t testing.TB, framing Framing) {
 	t.Helper()
-	if err := h.objs.SetSlot(harnessIfindex, harnessRow, link); err != nil {
+	if err := h.objs.SetSlot(harnessIfindex, harnessRow, framing); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -212,6 +217,7 @@ func ipCases() []parserCase {
 		{"ipv4 options", ipv4(17, 15, 8), ClassIPv4UDP},
 		{"ipv4 options cut short", ipv4(17, 15, 0)[:40], ClassIPv4Unknown},
 		{"ipv4 truncated", ipv4(17, 5, 0)[:16], ClassIPv4Unknown},
+		{"ipv4 ihl claims past the packet", func() []byte { f := ipv4(17, 5, 8); f[0] = 0x4f; return f }(), ClassIPv4Unknown},
 		{"ipv6 udp", ipv6(17, 8), ClassIPv6UDP},
 		{"ipv6 icmpv6", ipv6(58, 8), ClassIPv6ICMP},
 		{"ipv6 hop-by-hop udp", ipv6(17, 8, 0), ClassIPv6UDP},
@@ -223,12 +229,12 @@ func ipCases() []parserCase {
 }
 
 // checkXDP runs frame through the XDP program alone, on an interface of
-// the given link type. (BPF_PROG_TEST_RUN builds a tc program's skb with an
+// the given framing. (BPF_PROG_TEST_RUN builds a tc program's skb with an
 // Ethernet header; XDP takes the bytes as they are.)
-func (h *harness) checkXDP(t testing.TB, link Link, frame []byte, want Class) {
+func (h *harness) checkXDP(t testing.TB, framing Framing, frame []byte, want Class) {
 	t.Helper()
-	h.setLink(t, link)
-	defer h.setLink(t, LinkEthernet)
+	h.setFraming(t, framing)
+	defer h.setFraming(t, FramingEthernet)
 	ret, got, err := h.run(t, h.xdp, frame)
 	if err != nil {
 		t.Fatalf("xdp test run: %v", err)
@@ -239,7 +245,7 @@ func (h *harness) checkXDP(t testing.TB, link Link, frame []byte, want Class) {
 	var exp Counters
 	exp[Receive][want] = Count{Packets: 1, Bytes: uint64(len(frame))}
 	if got != exp {
-		t.Errorf("xdp on a %v link counted %v, want 1 packet of %d bytes as %v", link, nonZero(got), len(frame), want)
+		t.Errorf("xdp on %v framing counted %v, want 1 packet of %d bytes as %v", framing, nonZero(got), len(frame), want)
 	}
 }
 
@@ -250,23 +256,23 @@ func TestParserWithoutEthernetHeader(t *testing.T) {
 			if ref := referenceClassIP(c.frame); ref != c.want {
 				t.Fatalf("reference classifier says %v, table says %v", ref, c.want)
 			}
-			h.checkXDP(t, LinkIP, c.frame, c.want)
+			h.checkXDP(t, FramingIP, c.frame, c.want)
 		})
 	}
-	// A link type ebpfnet cannot read is counted without a class.
+	// A framing ebpfnet cannot read is counted without a class.
 	for _, c := range append(parserCases(), ipCases()...) {
-		h.checkXDP(t, LinkOther, c.frame, ClassNonIP)
+		h.checkXDP(t, FramingOther, c.frame, ClassNonIP)
 	}
 }
 
-func TestLinkOf(t *testing.T) {
-	for encap, want := range map[string]Link{
-		"ether": LinkEthernet, "loopback": LinkEthernet,
-		"none": LinkIP, "ipip": LinkIP, "sit": LinkIP, "tunnel6": LinkIP, "unknown519": LinkIP,
-		"gre": LinkOther, "infiniband": LinkOther, "ppp": LinkOther, "unknown823": LinkOther,
+func TestFramingOf(t *testing.T) {
+	for encap, want := range map[string]Framing{
+		"ether": FramingEthernet, "loopback": FramingEthernet,
+		"none": FramingIP, "ipip": FramingIP, "sit": FramingIP, "tunnel6": FramingIP, "unknown519": FramingIP,
+		"gre": FramingOther, "infiniband": FramingOther, "ppp": FramingOther, "unknown823": FramingOther,
 	} {
-		if got := LinkOf(encap); got != want {
-			t.Errorf("LinkOf(%q) = %v, want %v", encap, got, want)
+		if got := FramingOf(encap); got != want {
+			t.Errorf("FramingOf(%q) = %v, want %v", encap, got, want)
 		}
 	}
 }
@@ -299,21 +305,59 @@ func FuzzParser(f *testing.F) {
 			return
 		}
 		h.check(t, frame, referenceClass(frame))
-		h.checkXDP(t, LinkIP, frame, referenceClassIP(frame))
+		h.checkXDP(t, FramingIP, frame, referenceClassIP(frame))
 	})
 }
 
-// The Go mirrors of the C structs must keep their layout.
+// The Go mirrors of the C structs must keep their layout: every field at
+// the offset and of the size bpf2go read from the object's BTF, not merely
+// the same total size.
 func TestLayout(t *testing.T) {
-	if a, b := unsafe.Sizeof(Counters{}), unsafe.Sizeof(ebpfnetEbpfnetCounters{}); a != b {
-		t.Errorf("Counters is %d bytes, struct ebpfnet_counters %d", a, b)
+	for _, c := range []struct {
+		name     string
+		ours, c  any
+		minAlign uintptr
+	}{
+		{"Counters / struct ebpfnet_counters", Counters{}, ebpfnetEbpfnetCounters{}, 8},
+		{"InterfaceRow / struct ebpfnet_interface", InterfaceRow{}, ebpfnetEbpfnetInterface{}, 0},
+		{"Meta / struct ebpfnet_meta", Meta{}, ebpfnetEbpfnetMeta{}, 0},
+	} {
+		a, b := leaves(reflect.TypeOf(c.ours), 0), leaves(reflect.TypeOf(c.c), 0)
+		if !slices.Equal(a, b) {
+			t.Errorf("%s: fields (offset:size) differ:\n ours %v\n C    %v", c.name, a, b)
+		}
+		if size := reflect.TypeOf(c.ours).Size(); c.minAlign != 0 && size%c.minAlign != 0 {
+			t.Errorf("%s is %d bytes: ReadCounters' per-CPU stride needs a multiple of %d", c.name, size, c.minAlign)
+		}
 	}
-	if a, b := unsafe.Sizeof(Interface{}), unsafe.Sizeof(ebpfnetEbpfnetInterface{}); a != b {
-		t.Errorf("Interface is %d bytes, struct ebpfnet_interface %d", a, b)
+	// The framing in a slot is what SetSlot's single store puts at byte 4.
+	if f, ok := reflect.TypeOf(ebpfnetEbpfnetSlot{}).FieldByName("Framing"); !ok || f.Offset != 4 || slotSize != 8 {
+		t.Errorf("struct ebpfnet_slot: framing at %d of %d bytes, want 4 of 8", f.Offset, slotSize)
 	}
-	if n := unsafe.Sizeof(Counters{}); n%8 != 0 {
-		t.Errorf("Counters is %d bytes: the per-CPU stride ReadCounters relies on needs a multiple of 8", n)
+	// The layout field stays where every version looks for it.
+	if f, _ := reflect.TypeOf(InterfaceRow{}).FieldByName("Layout"); f.Offset != layoutOffset {
+		t.Errorf("InterfaceRow.Layout at %d, want %d", f.Offset, layoutOffset)
 	}
+}
+
+// leaves lists a type's scalar fields, in memory order, as offset:size,
+// looking through structs and arrays (padding fields included).
+func leaves(t reflect.Type, base uintptr) []string {
+	switch t.Kind() {
+	case reflect.Struct:
+		var out []string
+		for i := range t.NumField() {
+			out = append(out, leaves(t.Field(i).Type, base+t.Field(i).Offset)...)
+		}
+		return out
+	case reflect.Array:
+		var out []string
+		for i := range t.Len() {
+			out = append(out, leaves(t.Elem(), base+uintptr(i)*t.Elem().Size())...)
+		}
+		return out
+	}
+	return []string{fmt.Sprintf("%d:%d", base, t.Size())}
 }
 
 // The programs must pass the verifier with CAP_BPF and CAP_NET_ADMIN alone.
@@ -343,7 +387,7 @@ func TestLoadsWithCapBPFAndNetAdminAlone(t *testing.T) {
 	// And what was loaded that way counts like the root-loaded programs.
 	h := &harness{objs: objs, rows: make([]Counters, 1),
 		ingress: objs.Program(ProgramIngress), egress: objs.Program(ProgramEgress), xdp: objs.Program(ProgramXDP)}
-	h.setLink(t, LinkEthernet)
+	h.setFraming(t, FramingEthernet)
 	for _, c := range parserCases() {
 		h.check(t, c.frame, c.want)
 	}

@@ -3,15 +3,24 @@ package bpf
 import (
 	"errors"
 	"fmt"
-	"unsafe"
+	"sync"
 
 	"github.com/cilium/ebpf"
-	"golang.org/x/sys/unix"
 )
 
+// counterReader is ReadCounters' buffers, reused between reads.
+type counterReader struct {
+	mu     sync.Mutex
+	perCPU []Counters
+	keys   []uint32
+}
+
 // ReadCounters fills dst with rows 0 to len(dst)-1 of the counters map,
-// each summed over all CPUs, in one BPF_MAP_LOOKUP_BATCH call. It reuses
-// its buffer, so steady-state reads allocate nothing.
+// each summed over all CPUs, in one BPF_MAP_LOOKUP_BATCH call. The kernel
+// writes every CPU's values straight into a reused buffer (a Counters is a
+// multiple of 8 bytes, the per-CPU stride, so cilium/ebpf hands the
+// buffer over without copying), so steady-state reads allocate next to
+// nothing.
 func (o *Objects) ReadCounters(dst []Counters) error {
 	if len(dst) == 0 {
 		return nil
@@ -23,37 +32,25 @@ func (o *Objects) ReadCounters(dst []Counters) error {
 	if err != nil {
 		return err
 	}
+	r := &o.read
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if need := len(dst) * ncpu; cap(r.perCPU) < need {
+		r.perCPU = make([]Counters, need)
+		r.keys = make([]uint32, len(dst))
+	}
+	values := r.perCPU[:len(dst)*ncpu]
+	keys := r.keys[:len(dst)]
 
-	o.readMu.Lock()
-	defer o.readMu.Unlock()
-	if need := len(dst) * ncpu; cap(o.perCPU) < need {
-		o.perCPU = make([]Counters, need)
-		o.keys = make([]uint32, len(dst))
+	var cursor ebpf.MapBatchCursor
+	n, err := o.counters.BatchLookup(&cursor, keys, values, nil)
+	// ErrKeyNotExist: the batch reached the map's end, with every row asked for.
+	if err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		return fmt.Errorf("read counters: %w", err)
 	}
-	values := o.perCPU[:len(dst)*ncpu]
-	keys := o.keys[:len(dst)]
-
-	// cilium/ebpf's BatchLookup unmarshals per-CPU values through
-	// reflection and a fresh buffer on every call; the raw command writes
-	// straight into ours. A Counters is a multiple of 8 bytes, so the
-	// kernel's per-CPU stride is exactly one Counters.
-	attr := mapBatchAttr{
-		outBatch: uint64(uintptr(unsafe.Pointer(&o.batchOut))),
-		keys:     uint64(uintptr(unsafe.Pointer(&keys[0]))),
-		values:   uint64(uintptr(unsafe.Pointer(&values[0]))),
-		count:    uint32(len(dst)),
-		mapFD:    uint32(o.counters.FD()),
+	if n != len(dst) {
+		return fmt.Errorf("read counters: got %d rows of %d", n, len(dst))
 	}
-	_, _, errno := unix.Syscall(unix.SYS_BPF, unix.BPF_MAP_LOOKUP_BATCH,
-		uintptr(unsafe.Pointer(&attr)), unsafe.Sizeof(attr))
-	// ENOENT: the batch reached the map's end, with every row we asked for.
-	if errno != 0 && !errors.Is(errno, unix.ENOENT) {
-		return fmt.Errorf("read counters: %w", errno)
-	}
-	if int(attr.count) != len(dst) {
-		return fmt.Errorf("read counters: got %d rows of %d", attr.count, len(dst))
-	}
-
 	for i := range dst {
 		dst[i] = Counters{}
 		for _, c := range values[i*ncpu : (i+1)*ncpu] {
@@ -61,16 +58,4 @@ func (o *Objects) ReadCounters(dst []Counters) error {
 		}
 	}
 	return nil
-}
-
-// mapBatchAttr is the batch part of union bpf_attr.
-type mapBatchAttr struct {
-	inBatch   uint64
-	outBatch  uint64
-	keys      uint64
-	values    uint64
-	count     uint32
-	mapFD     uint32
-	elemFlags uint64
-	flags     uint64
 }

@@ -48,7 +48,7 @@ func toMetrics(s *snapshot.Snapshot, started time.Time, now pcommon.Timestamp, t
 
 	attached := newMetric(sm, metrics.InterfacesAttached).SetEmptyGauge().DataPoints().AppendEmpty()
 	attached.SetTimestamp(now)
-	attached.SetIntValue(int64(len(s.Interfaces)))
+	attached.SetIntValue(int64(s.Counting()))
 
 	errs := newSum(sm, metrics.AttachErrors)
 	for typ, n := range s.AttachErrors {
@@ -59,10 +59,29 @@ func toMetrics(s *snapshot.Snapshot, started time.Time, now pcommon.Timestamp, t
 		dp.Attributes().PutStr(string(metrics.AttrErrorType), typ)
 	}
 
+	restored := newSum(sm, metrics.HooksRestored).AppendEmpty()
+	restored.SetStartTimestamp(pcommon.NewTimestampFromTime(started))
+	restored.SetTimestamp(now)
+	restored.SetIntValue(int64(s.HooksRestored))
+
 	dur := newMetric(sm, metrics.CollectionDuration).SetEmptyGauge().DataPoints().AppendEmpty()
 	dur.SetTimestamp(now)
 	dur.SetDoubleValue(took.Seconds())
+	// A metric without points is dropped by every backend, and logged by
+	// some (Prometheus, on every push).
+	sm.Metrics().RemoveIf(func(m pmetric.Metric) bool { return dataPoints(m) == 0 })
 	return md
+}
+
+// dataPoints is how many points a sum or gauge has.
+func dataPoints(m pmetric.Metric) int {
+	switch m.Type() {
+	case pmetric.MetricTypeSum:
+		return m.Sum().DataPoints().Len()
+	case pmetric.MetricTypeGauge:
+		return m.Gauge().DataPoints().Len()
+	}
+	return 1
 }
 
 // addPoint adds one of interface i's cumulative points, started when

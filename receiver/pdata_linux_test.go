@@ -3,12 +3,14 @@ package receiver
 import (
 	"flag"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
 	"github.com/open-telemetry/opentelemetry-collector-contrib/pkg/golden"
 	"github.com/open-telemetry/opentelemetry-collector-contrib/pkg/pdatatest/pmetrictest"
 	"go.opentelemetry.io/collector/pdata/pcommon"
+	"go.opentelemetry.io/collector/pdata/pmetric"
 
 	"github.com/ebpfnet/ebpfnet/bpf"
 	"github.com/ebpfnet/ebpfnet/internal/snapshot"
@@ -29,13 +31,17 @@ func TestScrapeGolden(t *testing.T) {
 	b[bpf.Transmit][bpf.ClassIPv6ICMP] = bpf.Count{Packets: 4, Bytes: 360}
 	s := snapshot.Snapshot{
 		Interfaces: []snapshot.Interface{
-			{Name: "veth0", Index: 5, Start: start0, Counters: a, KernelOK: true,
+			{Name: "veth0", Index: 5, Start: start0, Counters: a, KernelOK: true, Counting: true,
 				Kernel: [bpf.NumDirections]snapshot.KernelStats{{Errors: 1, Dropped: 2}, {Errors: 0, Dropped: 3}}},
-			{Name: "veth1", Index: 6, Start: start0.Add(time.Minute), Counters: b, KernelOK: true},
+			{Name: "veth1", Index: 6, Start: start0.Add(time.Minute), Counters: b, KernelOK: true, Counting: true},
+			// Attached, but a hook is missing: not counted as attached.
+			{Name: "veth2", Index: 7, Start: start0.Add(2 * time.Minute)},
 		},
-		AttachErrors: map[string]uint64{"max_interfaces": 4},
+		AttachErrors:  map[string]uint64{"max_interfaces": 4, "attach": 0, "file_limit": 0},
+		HooksRestored: 2,
 	}
-	got := toMetrics(&s, start0,
+	started := start0.Add(-time.Second)
+	got := toMetrics(&s, started,
 		pcommon.NewTimestampFromTime(start0.Add(time.Hour)), 250*time.Microsecond)
 
 	path := filepath.Join("testdata", "scraper", "expected.yaml")
@@ -57,17 +63,47 @@ func TestScrapeGolden(t *testing.T) {
 	); err != nil {
 		t.Error(err)
 	}
-	// Start timestamps are compared, not ignored: they say when counting
-	// began on each interface.
-	dps := got.ResourceMetrics().At(0).ScopeMetrics().At(0).Metrics().At(0).Sum().DataPoints()
-	for i := 0; i < dps.Len(); i++ {
-		iface, _ := dps.At(i).Attributes().Get("network.interface.name")
-		want := start0
-		if iface.Str() == "veth1" {
-			want = start0.Add(time.Minute)
+	// Start timestamps are compared here, not in the golden file (whose
+	// writer normalises them): each interface's points start when counting
+	// began on it, the receiver's own counters when it started.
+	wantStart := map[string]time.Time{"veth0": start0, "veth1": start0.Add(time.Minute), "": started}
+	ms := got.ResourceMetrics().At(0).ScopeMetrics().At(0).Metrics()
+	checked := 0
+	for i := 0; i < ms.Len(); i++ {
+		m := ms.At(i)
+		if m.Type() != pmetric.MetricTypeSum {
+			continue
 		}
-		if st := dps.At(i).StartTimestamp().AsTime(); !st.Equal(want) {
-			t.Errorf("%s start %v, want %v", iface.Str(), st, want)
+		for j := 0; j < m.Sum().DataPoints().Len(); j++ {
+			dp := m.Sum().DataPoints().At(j)
+			iface, _ := dp.Attributes().Get("network.interface.name")
+			if st := dp.StartTimestamp().AsTime(); !st.Equal(wantStart[iface.Str()]) {
+				t.Errorf("%s %q: start %v, want %v", m.Name(), iface.Str(), st, wantStart[iface.Str()])
+			}
+			checked++
 		}
+	}
+	if checked != 6+6+4+4+3+1 {
+		t.Errorf("checked the start of %d points", checked)
+	}
+}
+
+// A metric with no points is never sent (Prometheus logs every one it
+// drops): no traffic yet means no io and packet metrics, not empty ones.
+func TestNoEmptyMetric(t *testing.T) {
+	s := snapshot.Snapshot{Interfaces: []snapshot.Interface{{Name: "idle0", Index: 3, Counting: true}}}
+	md := toMetrics(&s, time.Now(), pcommon.NewTimestampFromTime(time.Now()), time.Millisecond)
+	ms := md.ResourceMetrics().At(0).ScopeMetrics().At(0).Metrics()
+	var names []string
+	for i := 0; i < ms.Len(); i++ {
+		m := ms.At(i)
+		names = append(names, m.Name())
+		if n := dataPoints(m); n == 0 {
+			t.Errorf("%s has no data points", m.Name())
+		}
+	}
+	want := []string{"ebpfnet.interfaces.attached", "ebpfnet.hooks.restored", "ebpfnet.collection.duration"}
+	if !slices.Equal(names, want) {
+		t.Errorf("metrics %v, want %v", names, want)
 	}
 }

@@ -47,18 +47,19 @@ type build struct {
 	err  error
 }
 
-var builds = map[string]*build{"": {}, "ebpfnet_variant": {}}
+// builds are the sidecar's builds: as make build makes it (static,
+// without cgo), and with the race detector (cgo).
+var builds = map[string]*build{"": {}, "race": {}}
 
-// buildSidecar builds the sidecar with the given tags once per test run,
-// as make build builds it (static, without cgo, which dropping
-// capabilities from every thread needs), or takes the binary the
+// buildSidecar builds the sidecar once per test run: as make build builds
+// it, or with the race detector (kind "race"), or takes the binary the
 // environment variable env names.
-func buildSidecar(t testing.TB, env, tags string) string {
+func buildSidecar(t testing.TB, env, kind string) string {
 	t.Helper()
 	if b := os.Getenv(env); b != "" {
 		return b
 	}
-	b := builds[tags]
+	b := builds[kind]
 	b.once.Do(func() {
 		dir, err := os.MkdirTemp("", "ebpfnet-bin")
 		if err != nil {
@@ -68,10 +69,14 @@ func buildSidecar(t testing.TB, env, tags string) string {
 		// Readable by anyone: one test runs it without privileges.
 		_ = os.Chmod(dir, 0o755)
 		b.path = filepath.Join(dir, "ebpfnet")
-		cmd := exec.Command("go", "build", "-tags", tags, "-o", b.path, ".")
+		cmd := exec.Command("go", "build", "-tags", "grpcnotrace", "-o", b.path, ".")
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if kind == "race" {
+			cmd = exec.Command("go", "build", "-race", "-o", b.path, ".")
+			cmd.Env = append(os.Environ(), "CGO_ENABLED=1")
+		}
 		if out, err := cmd.CombinedOutput(); err != nil {
-			b.err = fmt.Errorf("go build -tags %q: %v\n%s", tags, err, out)
+			b.err = fmt.Errorf("%v: %v\n%s", cmd.Args, err, out)
 		}
 	})
 	if b.err != nil {

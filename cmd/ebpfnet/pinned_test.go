@@ -1,6 +1,7 @@
 package main
 
 import (
+	encbin "encoding/binary"
 	"fmt"
 	"os"
 	"os/exec"
@@ -9,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cilium/ebpf"
 	"go.opentelemetry.io/collector/pdata/pmetric"
 
 	"github.com/ebpfnet/ebpfnet/bpf"
@@ -16,11 +18,20 @@ import (
 	"github.com/ebpfnet/ebpfnet/internal/testenv"
 )
 
-// variantBinary builds the sidecar with -tags ebpfnet_variant, whose
-// programs differ from the real ones by one instruction (bpf/variant_upgrade.go),
-// or takes the one EBPFNET_VARIANT_BINARY names (the 6.1 VM).
-func variantBinary(t testing.TB) string {
-	return buildSidecar(t, "EBPFNET_VARIANT_BINARY", "ebpfnet_variant")
+// previousRelease is the sidecar of the previous release, whose pinned
+// state this one takes over across a layout change (bpf.PreviousLayout):
+// make previous-release builds it from the commit the Makefile records;
+// EBPFNET_PREVIOUS_BINARY names it where there is no checkout (the 6.1 VM).
+func previousRelease(t testing.TB) string {
+	t.Helper()
+	path := os.Getenv("EBPFNET_PREVIOUS_BINARY")
+	if path == "" {
+		path = "../../bin/ebpfnet-previous"
+	}
+	if _, err := os.Stat(path); err != nil {
+		testenv.Missing(t, fmt.Sprintf("the previous release's sidecar (%v): run make previous-release", err))
+	}
+	return path
 }
 
 // removePins removes what the sidecar pinned under dir.
@@ -62,27 +73,14 @@ func TestSecondOwnerOfAPinPathIsRefused(t *testing.T) {
 
 const payload = 100
 
-// A newer build adopting pinned state puts its programs on the existing
-// hooks in place, mid-traffic: the totals across the upgrade are exact and
-// the programs attached afterwards are the new build's.
+// The previous release's pinned state (layout 3: no record of its network
+// namespace) is taken over by this one mid-traffic: its hooks are found in
+// this namespace, this build's programs are put on them in place, the
+// state is rewritten in this layout, and the totals across the upgrade are
+// exact.
 func TestUpgradeInPlaceMidTraffic(t *testing.T) {
 	testenv.Privileged(t)
-	old := variantBinary(t)
-	// The programs of this (real) build, as the new sidecar loads them.
-	objs, err := bpf.Load(bpf.Options{MaxInterfaces: 1, Programs: []string{bpf.ProgramIngress, bpf.ProgramEgress}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := map[string]string{}
-	for _, name := range []string{bpf.ProgramIngress, bpf.ProgramEgress} {
-		info, err := objs.Program(name).Info()
-		if err != nil {
-			t.Fatal(err)
-		}
-		want[info.Name] = info.Tag
-	}
-	objs.Close()
-
+	old := previousRelease(t)
 	for _, mode := range []string{"tcx", "tc"} {
 		t.Run(mode, func(t *testing.T) {
 			testenv.RequireMode(t, mode)
@@ -96,20 +94,24 @@ func TestUpgradeInPlaceMidTraffic(t *testing.T) {
 			srv := otlptest.Start(t, "127.0.0.1:0")
 			before := startCommand(t, otlpEnv(srv.Addr), old, args...)
 			waitValues(t, srv, attachedIs(1))
-			tags := func() map[string]string {
-				m := map[string]string{}
+			programs := func() map[string]uint32 {
+				m := map[string]uint32{}
 				for _, a := range testenv.AttachedPrograms(t, p.LocalIndex) {
 					if strings.HasPrefix(a.Name, "ebpfnet") {
-						m[a.Name] = a.Tag
+						m[a.Hook] = uint32(a.ID)
 					}
 				}
 				return m
 			}
-			variant := tags()
-			for name, tag := range want {
-				if variant[name] == "" || variant[name] == tag {
-					t.Fatalf("variant build's %s has tag %q, the real one %q: want a different program", name, variant[name], tag)
-				}
+			oldPrograms := programs()
+			if len(oldPrograms) != 2 {
+				t.Fatalf("the previous release attached %v, want a program on each of 2 hooks", oldPrograms)
+			}
+			if layout := pinnedLayout(t, pin); layout != bpf.PreviousLayout {
+				t.Fatalf("the previous release pinned layout %d, want %d", layout, bpf.PreviousLayout)
+			}
+			if _, err := os.Stat(pin + "/meta"); err == nil {
+				t.Fatal("the previous release pinned a meta map: it is not the layout this test upgrades from")
 			}
 
 			// Traffic in both directions all through the upgrade.
@@ -146,8 +148,19 @@ func TestUpgradeInPlaceMidTraffic(t *testing.T) {
 				t.Fatal(err)
 			}
 
-			if got := tags(); len(got) != len(want) || fmt.Sprint(got) != fmt.Sprint(want) {
-				t.Errorf("after the upgrade the hooks run %v, want the new build's %v (and nothing else of ebpfnet's)", got, want)
+			// The same hooks, now running this process's programs, and
+			// nothing else of ebpfnet's.
+			newPrograms := programs()
+			for hook, id := range oldPrograms {
+				if newPrograms[hook] == 0 || newPrograms[hook] == id {
+					t.Errorf("%s runs program %d after the upgrade, %d before: want this build's", hook, newPrograms[hook], id)
+				}
+			}
+			if len(newPrograms) != len(oldPrograms) {
+				t.Errorf("after the upgrade the hooks run %v, want one program of ebpfnet's on each of %d", newPrograms, len(oldPrograms))
+			}
+			if layout := pinnedLayout(t, pin); layout != bpf.Layout {
+				t.Errorf("after the upgrade the rows say layout %d, want %d", layout, bpf.Layout)
 			}
 			k := testenv.LinkStats(t, p.Local).Sub(kbase)
 			got := waitValues(t, srv2, func(v map[string]int64) bool {
@@ -163,6 +176,29 @@ func TestUpgradeInPlaceMidTraffic(t *testing.T) {
 			}
 		})
 	}
+}
+
+// pinnedLayout is the layout the used rows of the pinned interfaces map
+// were written under, read as the raw bytes bpftool shows (byte 12 of a
+// row, in every layout).
+func pinnedLayout(t *testing.T, pin string) uint32 {
+	t.Helper()
+	m, err := ebpf.LoadPinnedMap(pin+"/interfaces", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	row := make([]byte, m.ValueSize())
+	for i := uint32(0); i < m.MaxEntries(); i++ {
+		if err := m.Lookup(i, &row); err != nil {
+			t.Fatal(err)
+		}
+		if encbin.NativeEndian.Uint32(row) != 0 {
+			return encbin.NativeEndian.Uint32(row[12:])
+		}
+	}
+	t.Fatal("no used row")
+	return 0
 }
 
 // A pin path that would live only in the process's own mount namespace

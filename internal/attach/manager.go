@@ -1,376 +1,260 @@
-// Package attach puts ebpfnet's programs on interfaces and takes them off
-// again: tcx (kernel 6.6+), legacy tc (clsact qdisc and a direct-action
-// filter) or XDP (receive only, native with a generic fallback). The
-// programs are loaded once and shared by every interface, so attaching is
-// a link or a filter and a slot telling the programs the interface's row.
-// It owns the rows of the counters map: one per attached interface, zeroed
-// before reuse, so the map never grows with interface churn.
-//
-// What ebpfnet puts on a hook is recognised by identity, never by name: a
-// tcx or XDP link it holds (or pinned), a tc filter at the priority and
-// handle it chose, running its program. Only those are ever replaced or
-// removed; other programs on the same hooks are left alone.
-//
-// With a pin path, links are pinned beside the maps, each row records what
-// is ebpfnet's on the interface's hooks, and a new Manager takes over what
-// an earlier process left: it detaches what belongs to interfaces that were
-// renamed, moved or deleted meanwhile, swaps its own programs into the
-// rest in place (an upgrade), and counting never stops across restarts.
 package attach
 
 import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"sync"
 	"time"
 
 	"github.com/cilium/ebpf"
-	"github.com/cilium/ebpf/link"
 	"github.com/vishvananda/netlink"
-	"golang.org/x/sys/unix"
 
 	"github.com/ebpfnet/ebpfnet/bpf"
 	"github.com/ebpfnet/ebpfnet/config"
-)
-
-// ErrFull is returned by Attach when max_interfaces interfaces are attached.
-var ErrFull = errors.New("max_interfaces reached")
-
-// Values of the error.type attribute on ebpfnet.attach.errors.
-const (
-	ErrorMaxInterfaces = "max_interfaces"
-	ErrorAttach        = "attach"
 )
 
 // Options say how to attach.
 type Options struct {
 	Mode       string   // config.Attach*
 	Directions []string // config.Direction*
-	PinPath    string
 	Logger     *slog.Logger
 }
 
-// Link is an interface as netlink describes it.
-type Link struct {
-	Index int
-	Name  string
-	Type  bpf.Link // how its frames start
+// NetDev is a network device as netlink describes it.
+type NetDev struct {
+	Index   int
+	Name    string
+	Framing bpf.Framing // how its frames start
 }
 
 // Interface is one attached interface.
 type Interface struct {
-	Slot  uint32 // its row in the counters map
-	Index int
-	Name  string
-	Type  bpf.Link
-	Start time.Time // when counting began
-	Hooks [bpf.NumDirections]bpf.Hook
+	Row     uint32 // its row in the counters map
+	Index   int
+	Name    string
+	Framing bpf.Framing
+	Start   time.Time // when counting began
+	Hooks   [bpf.NumDirections]bpf.Hook
+	// Counting says every direction asked for has its hook. An interface
+	// whose hook someone removed and that could not be put back keeps its
+	// row (and its totals) but is not counting.
+	Counting bool
 }
 
 type attached struct {
 	Interface
-	owned [bpf.NumDirections]bpf.Owned // what is ours on each hook
-	links [bpf.NumDirections]link.Link // tcx and xdp; tc filters live in the qdisc
+	holds [bpf.NumDirections]hold
 }
 
-// Manager attaches and detaches. Its methods are safe for concurrent use.
-type Manager struct {
-	objs *bpf.Objects
-	opts Options
-	dirs []bpf.Direction
-	log  *slog.Logger
+// maps is what the Manager needs of the loaded programs and maps: a
+// *bpf.Objects, or a fake in the tests.
+type maps interface {
+	MaxInterfaces() int
+	Pinned() bool
+	PinPath() string
+	CountersID() uint32
+	Program(name string) *ebpf.Program
+	ProgramID(name string) uint32
+	SetSlot(ifindex int, row uint32, f bpf.Framing) error
+	Slot(ifindex int) (uint32, bpf.Framing, error)
+	ClearSlots(keep func(ifindex int, row uint32) bool) error
+	ResetCounters(row uint32) error
+	ReadInterfaces() ([]bpf.InterfaceRow, error)
+	WriteInterface(row uint32, r *bpf.InterfaceRow) error
+	ReadMeta() (bpf.Meta, error)
+	WriteMeta(bpf.Meta) error
+}
 
+// Manager attaches, keeps attached and detaches. Its methods are safe for
+// concurrent use.
+type Manager struct {
+	objs     maps
+	mode     string
+	hook     bpf.Hook // the mode, resolved
+	dirs     []bpf.Direction
+	mechs    map[bpf.Hook]mechanism
+	log      *slog.Logger
+	linkName func(index int) (string, error) // netlink's, or a fake
+	netns    func() (cookie, inode uint64, err error)
 	freed    chan struct{} // a row was freed: see Freed
-	tcHandle uint32        // the tc filter handle this instance tries first
 
 	mu      sync.Mutex
-	slots   []*attached // by counters row; nil is free
+	rows    rows
 	byIndex map[int]*attached
-	errs    map[string]uint64
-	noTCX   bool // auto mode found no tcx in this kernel
+	reports *reports
 	closed  bool
+
+	healer *healer
 }
 
-// New returns a Manager writing objs' maps. With a pin path it first
-// takes over the interfaces an earlier process left attached there.
+// New returns a Manager writing objs' maps. With pinned maps it first
+// takes over the interfaces an earlier process left attached there. It
+// then watches the hooks it holds, and puts back any that someone else
+// removes.
 func New(objs *bpf.Objects, opts Options) (*Manager, error) {
-	m := &Manager{
-		objs:     objs,
-		opts:     opts,
-		log:      opts.Logger,
-		slots:    make([]*attached, objs.MaxInterfaces()),
-		byIndex:  map[int]*attached{},
-		errs:     map[string]uint64{},
-		freed:    make(chan struct{}, 1),
-		tcHandle: randomTCHandle(),
+	m := newManager(objs, opts, map[bpf.Hook]mechanism{
+		bpf.HookTCX: tcx{},
+		bpf.HookTC:  newTC(objs.CountersID(), objs.Pinned()),
+		bpf.HookXDP: xdp{},
+	}, kernelHasTCX)
+	if err := m.start(); err != nil {
+		m.Close()
+		return nil, err
 	}
-	if m.log == nil {
-		m.log = slog.New(slog.DiscardHandler)
-	}
-	for _, d := range []bpf.Direction{bpf.Receive, bpf.Transmit} {
-		for _, want := range opts.Directions {
-			if want == d.String() {
-				m.dirs = append(m.dirs, d)
-			}
-		}
-	}
-	if opts.Mode == config.AttachAuto {
-		// Decide once, up front, so that the mode is known (and logged)
-		// before the first interface: lo is in every namespace.
-		_, err := link.QueryPrograms(link.QueryOptions{Target: 1, Attach: ebpf.AttachTCXIngress})
-		m.noTCX = errors.Is(err, ebpf.ErrNotSupported) || errors.Is(err, unix.EINVAL)
-	}
-	if opts.PinPath != "" {
-		if err := os.MkdirAll(filepath.Join(opts.PinPath, "links"), 0o700); err != nil {
-			return nil, fmt.Errorf("pin links: %w", err)
-		}
-		if err := m.adopt(); err != nil {
-			m.Close()
-			return nil, err
-		}
+	if err := m.startHealer(); err != nil {
+		m.Close()
+		return nil, err
 	}
 	return m, nil
 }
 
-// adopt takes over what a previous process left in the pinned state, before
-// any row is given out: interfaces renamed, moved or deleted since are
-// detached and their rows freed; the others keep their rows and totals,
-// and this process's programs are swapped into their hooks in place.
-// Slots and link pins that no row accounts for (a crash between two steps)
-// are cleared.
-func (m *Manager) adopt() error {
-	rows, err := m.objs.ReadInterfaces()
-	if err != nil {
-		return err
+func newManager(objs maps, opts Options, mechs map[bpf.Hook]mechanism, hasTCX func() bool) *Manager {
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
 	}
-	var errs []error
-	for slot, row := range rows {
-		if row.Ifindex == 0 {
-			continue
-		}
-		a := &attached{
-			Interface: Interface{
-				Slot:  uint32(slot),
-				Index: int(row.Ifindex),
-				Name:  row.InterfaceName(),
-				Start: time.Unix(0, int64(row.StartUnixNano)),
-				Hooks: row.Hooks,
-			},
-			owned: row.Owned,
-		}
-		if _, a.Type, err = m.objs.Slot(a.Index); err != nil {
-			return err
-		}
-		m.slots[slot], m.byIndex[a.Index] = a, a
-		// What of ours is still on the hooks.
-		for d, hook := range a.Hooks {
-			if !m.findHook(a, bpf.Direction(d), hook) {
-				a.Hooks[d], a.owned[d] = bpf.HookNone, bpf.Owned{}
-			}
-		}
-		l, err := netlink.LinkByIndex(a.Index)
-		if err != nil || l.Attrs().Name != a.Name || a.Hooks == [bpf.NumDirections]bpf.Hook{} {
-			// Renamed, moved or deleted while no process held the pins:
-			// nothing of its may go on counting into a row that is about
-			// to be given to another interface.
-			m.log.Info("detaching pinned interface that changed while ebpfnet was stopped", "interface", a.Name, "ifindex", a.Index)
-			for d := range a.Hooks {
-				errs = append(errs, m.detachHook(a, bpf.Direction(d)))
-			}
-			errs = append(errs, m.release(a))
-			continue
-		}
-		// An upgrade (or a restart of the same build): this process's
-		// programs take over the hooks in place.
-		for d, hook := range a.Hooks {
-			if hook != bpf.HookNone {
-				errs = append(errs, m.swapProgram(a, bpf.Direction(d)))
-			}
-		}
-		errs = append(errs, m.writeRow(a))
-		m.log.Debug("picked up pinned interface", "interface", a.Name, "since", a.Start)
+	return &Manager{
+		objs:     objs,
+		mode:     opts.Mode,
+		hook:     hookFor(opts.Mode, hasTCX),
+		dirs:     directions(opts.Directions),
+		mechs:    mechs,
+		log:      log,
+		linkName: netlinkName,
+		netns:    bpf.Netns,
+		freed:    make(chan struct{}, 1),
+		rows:     newRows(objs.MaxInterfaces()),
+		byIndex:  map[int]*attached{},
+		reports:  newReports(log),
 	}
-	errs = append(errs,
-		m.objs.ClearSlots(func(ifindex int, row uint32) bool {
-			a := m.byIndex[ifindex]
-			return a != nil && a.Slot == row
-		}),
-		m.removeStrayLinkPins())
-	return errors.Join(errs...)
 }
 
-// findHook reports whether what a's row says is ours on the hook is there,
-// and holds on to it.
-func (m *Manager) findHook(a *attached, d bpf.Direction, hook bpf.Hook) bool {
-	switch hook {
-	case bpf.HookTCX, bpf.HookXDP:
-		pl, err := link.LoadPinnedLink(m.linkPath(a.Index, d), nil)
-		if err != nil {
-			return false
-		}
-		info, err := pl.Info()
-		var ifindex uint32
-		if err == nil && info.TCX() != nil {
-			ifindex = info.TCX().Ifindex
-		} else if err == nil && info.XDP() != nil {
-			ifindex = info.XDP().Ifindex
-		}
-		if ifindex != uint32(a.Index) {
-			// Its interface is gone (ifindex 0) or is not this one.
-			_ = pl.Unpin()
-			_ = pl.Close()
-			return false
-		}
-		a.links[d] = pl
-		return true
-	case bpf.HookTC:
-		f, err := ownedTC(a.Index, d, a.owned[d])
-		return f != nil && err == nil
+func netlinkName(index int) (string, error) {
+	l, err := netlink.LinkByIndex(index)
+	if err != nil {
+		return "", err
 	}
-	return false
+	return l.Attrs().Name, nil
 }
 
-// swapProgram puts this process's program on a's hook in place of what an
-// earlier process attached: a link update for tcx and XDP, a filter
-// replacement for tc. Either is atomic in the kernel.
-func (m *Manager) swapProgram(a *attached, d bpf.Direction) error {
-	name := programFor(a.Hooks[d], d)
-	prog := m.objs.Program(name)
-	if prog == nil {
-		// This process does not count that direction.
-		return m.detachHook(a, d)
+// start takes over pinned state, if there is any to take over.
+func (m *Manager) start() error {
+	if !m.objs.Pinned() {
+		return nil
 	}
-	owned := a.owned[d]
-	owned.ProgramID = m.objs.ProgramID(name)
-	var err error
-	switch a.Hooks[d] {
-	case bpf.HookTCX, bpf.HookXDP:
-		err = a.links[d].Update(prog)
-	case bpf.HookTC:
-		err = replaceTC(a.Index, d, owned, prog, name)
-	}
-	if err != nil {
-		return fmt.Errorf("%s: put this ebpfnet's program on the %s %s hook: %w", a.Name, d, a.Hooks[d], err)
-	}
-	a.owned[d] = owned
-	return nil
-}
-
-// removeStrayLinkPins removes link pins that no row accounts for, which
-// detaches their links.
-func (m *Manager) removeStrayLinkPins() error {
-	dir := filepath.Join(m.opts.PinPath, "links")
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		return fmt.Errorf("pinned links: %w", err)
-	}
-	keep := map[string]bool{}
-	for _, a := range m.byIndex {
-		for d, l := range a.links {
-			if l != nil {
-				keep[filepath.Base(m.linkPath(a.Index, bpf.Direction(d)))] = true
-			}
-		}
-	}
-	var errs []error
-	for _, e := range entries {
-		if !keep[e.Name()] {
-			errs = append(errs, os.Remove(filepath.Join(dir, e.Name())))
-		}
-	}
-	return errors.Join(errs...)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.adopt()
 }
 
 // Attach starts counting on the interface, if it is not counted already.
-// Calling it again for an attached interface is cheap; with a new name it
-// records the rename and keeps the counts.
-func (m *Manager) Attach(l Link) error {
+// Calling it again for an attached interface checks its hooks (netlink
+// repeats an interface's events for every change); with a new name it
+// records the rename and keeps the counts. Errors are reported (counted
+// and logged) once per interface and cause, and returned.
+func (m *Manager) Attach(dev NetDev) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.closed {
 		return errors.New("attach: manager closed")
 	}
-	index, name := l.Index, l.Name
+	err := m.attach(dev)
+	switch {
+	case errors.Is(err, ErrFull):
+		m.reports.refuse(dev.Index, dev.Name)
+	case err != nil:
+		m.reports.fail(dev.Index, dev.Name, err)
+	default:
+		m.reports.ok(dev.Index)
+	}
+	return err
+}
 
-	a := m.byIndex[index]
+func (m *Manager) attach(dev NetDev) error {
+	a := m.byIndex[dev.Index]
 	var before Interface // zero for a new interface: its row is written
 	if a != nil {
 		before = a.Interface
 	} else {
-		slot := m.freeSlot()
-		if slot < 0 {
-			m.errs[ErrorMaxInterfaces]++
-			return fmt.Errorf("attach %s: %w (%d)", name, ErrFull, len(m.slots))
+		a = &attached{Interface: Interface{Index: dev.Index, Name: dev.Name, Start: time.Now()}}
+		row := m.rows.take(a)
+		if row < 0 {
+			return fmt.Errorf("attach %s: %w (%d)", dev.Name, ErrFull, m.rows.n())
 		}
-		if err := m.objs.ResetCounters(uint32(slot)); err != nil {
+		a.Row = uint32(row)
+		if err := m.objs.ResetCounters(a.Row); err != nil {
+			m.rows.free(a.Row)
 			return err
 		}
-		a = &attached{Interface: Interface{Slot: uint32(slot), Index: index, Name: name, Start: time.Now()}}
-		m.slots[slot], m.byIndex[index] = a, a
+		m.byIndex[dev.Index] = a
 	}
-	a.Name = name
-	if a.Type != l.Type {
+	a.Name = dev.Name
+	if a.Framing != dev.Framing {
 		// The slot comes before any hook: a hook on an interface without
 		// one counts nothing.
-		if err := m.objs.SetSlot(index, a.Slot, l.Type); err != nil {
-			errs := errors.Join(err, m.release(a))
-			return fmt.Errorf("attach %s: %w", name, errs)
+		if err := m.objs.SetSlot(dev.Index, a.Row, dev.Framing); err != nil {
+			return fmt.Errorf("attach %s: %w", dev.Name, errors.Join(err, m.release(a)))
 		}
-		a.Type = l.Type
+		a.Framing = dev.Framing
 	}
 
 	var errs []error
 	for _, d := range m.dirs {
-		want := m.hookFor(d)
-		if a.Hooks[d] == want || m.opts.Mode == config.AttachAuto && a.Hooks[d] == bpf.HookTC {
+		h := a.holds[d]
+		switch {
+		case h.hook == m.hook || m.mode == config.AttachAuto && h.hook == bpf.HookTC:
+			// Attached before (a tc filter from an earlier process in auto
+			// mode stays tc): still there?
+			if err := m.ensure(a, d, "found missing on an interface event"); err != nil {
+				errs = append(errs, err)
+			}
 			continue
-		}
-		if a.Hooks[d] != bpf.HookNone {
+		case h.hook != bpf.HookNone:
 			// Pinned by a process with another attach mode.
 			if err := m.detachHook(a, d); err != nil {
 				errs = append(errs, err)
 				continue
 			}
 		}
-		if err := m.attachHook(a, d); err != nil {
+		if err := m.attachHook(a, d, m.hook); err != nil {
 			errs = append(errs, err)
 		}
 	}
 	// Directions no longer asked for, on interfaces picked up from pins.
-	for d, hook := range a.Hooks {
-		if hook != bpf.HookNone && !m.counts(bpf.Direction(d)) {
+	for d, h := range a.holds {
+		if h.hook != bpf.HookNone && !m.counts(bpf.Direction(d)) {
 			errs = append(errs, m.detachHook(a, bpf.Direction(d)))
 		}
 	}
 
+	m.updateCounting(a)
 	switch {
 	case a.Hooks == [bpf.NumDirections]bpf.Hook{}:
 		errs = append(errs, m.release(a))
 	case a.Interface != before:
-		// Netlink repeats RTM_NEWLINK for every change of an interface;
-		// only a new hook or name needs the row rewritten.
 		errs = append(errs, m.writeRow(a))
 	}
 	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("attach %s: %w", name, err)
+		return fmt.Errorf("attach %s: %w", dev.Name, err)
 	}
 	return nil
 }
 
 // Detach stops counting on the interface and frees its row. Detaching an
-// interface that is not attached is not an error.
+// interface that is not attached is not an error: it forgets what was
+// reported of it (a refusal ends with the interface).
 func (m *Manager) Detach(index int) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	m.reports.ok(index)
 	a := m.byIndex[index]
 	if a == nil || m.closed {
 		return nil
 	}
 	var errs []error
-	for d := range a.Hooks {
+	for d := range a.holds {
 		errs = append(errs, m.detachHook(a, bpf.Direction(d)))
 	}
 	errs = append(errs, m.release(a))
@@ -378,22 +262,6 @@ func (m *Manager) Detach(index int) error {
 		return fmt.Errorf("detach %s: %w", a.Name, err)
 	}
 	return nil
-}
-
-// AppendAttached appends the attached interfaces to dst in row order.
-func (m *Manager) AppendAttached(dst []Interface) []Interface {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.appendAttached(dst)
-}
-
-func (m *Manager) appendAttached(dst []Interface) []Interface {
-	for _, a := range m.slots {
-		if a != nil {
-			dst = append(dst, a.Interface)
-		}
-	}
-	return dst
 }
 
 // View appends the attached interfaces to dst in row order and calls read
@@ -406,23 +274,52 @@ func (m *Manager) View(dst []Interface, read func([]Interface) error) ([]Interfa
 	return dst, read(dst)
 }
 
-// Freed is signalled (without blocking, so one signal may stand for
-// several) when a row is freed, so that an interface refused for want of
-// one can be attached.
-func (m *Manager) Freed() <-chan struct{} { return m.freed }
-
-// CopyErrors writes into dst how many attachments failed, by error type.
-func (m *Manager) CopyErrors(dst map[string]uint64) {
+// AppendAttached appends the attached interfaces to dst in row order.
+func (m *Manager) AppendAttached(dst []Interface) []Interface {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	for k, v := range m.errs {
-		dst[k] = v
-	}
+	return m.appendAttached(dst)
 }
 
-// Close detaches everything, unless it is pinned: then it only lets go,
-// and the pinned links keep counting. Close is idempotent.
+func (m *Manager) appendAttached(dst []Interface) []Interface {
+	m.rows.each(func(a *attached) { dst = append(dst, a.Interface) })
+	return dst
+}
+
+// Freed is signalled (without blocking, so one signal may stand for
+// several) when a row is freed, so that an interface refused for want of
+// one can be attached: Refused says which.
+func (m *Manager) Freed() <-chan struct{} { return m.freed }
+
+// Refused lists the interfaces refused for want of a row, by ifindex.
+func (m *Manager) Refused() []int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []int
+	for index := range m.reports.refused {
+		out = append(out, index)
+	}
+	return out
+}
+
+// CopyErrors writes into dst how many attachments failed, by error type,
+// every known type included, and returns how many hooks were restored.
+func (m *Manager) CopyErrors(dst map[string]uint64) (restored uint64) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for k, v := range m.reports.counts {
+		dst[k] = v
+	}
+	return m.reports.restores
+}
+
+// Close stops watching the hooks and detaches everything, unless it is
+// pinned: then it only lets go, and the pinned links keep counting. Close
+// is idempotent.
 func (m *Manager) Close() error {
+	if m.healer != nil {
+		m.healer.stop()
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.closed {
@@ -431,11 +328,9 @@ func (m *Manager) Close() error {
 	m.closed = true
 	var errs []error
 	for _, a := range m.byIndex {
-		for d := range a.Hooks {
+		for d, h := range a.holds {
 			if m.objs.Pinned() {
-				if l := a.links[d]; l != nil {
-					errs = append(errs, l.Close())
-				}
+				errs = append(errs, h.closeLink())
 				continue
 			}
 			errs = append(errs, m.detachHook(a, bpf.Direction(d)))
@@ -445,11 +340,7 @@ func (m *Manager) Close() error {
 }
 
 // Mode is the attach mode in use: tcx, tc or xdp, auto resolved.
-func (m *Manager) Mode() string {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.hookFor(bpf.Receive).String()
-}
+func (m *Manager) Mode() string { return m.hook.String() }
 
 func (m *Manager) counts(d bpf.Direction) bool {
 	for _, c := range m.dirs {
@@ -460,133 +351,48 @@ func (m *Manager) counts(d bpf.Direction) bool {
 	return false
 }
 
-func (m *Manager) hookFor(d bpf.Direction) bpf.Hook {
-	switch m.opts.Mode {
-	case config.AttachXDP:
-		return bpf.HookXDP
-	case config.AttachTC:
-		return bpf.HookTC
-	case config.AttachAuto:
-		if m.noTCX {
-			return bpf.HookTC
-		}
-	}
-	return bpf.HookTCX
-}
-
-// Programs returns the programs the options need: one per hook, shared by
-// every interface.
-func Programs(mode string, directions []string) []string {
-	if mode == config.AttachXDP {
-		return []string{bpf.ProgramXDP}
-	}
-	var names []string
-	for _, d := range directions {
-		if d == config.DirectionReceive {
-			names = append(names, bpf.ProgramIngress)
-		} else {
-			names = append(names, bpf.ProgramEgress)
-		}
-	}
-	return names
-}
-
-// programFor names the program that serves hook in direction d.
-func programFor(hook bpf.Hook, d bpf.Direction) string {
-	switch {
-	case hook == bpf.HookXDP:
-		return bpf.ProgramXDP
-	case d == bpf.Transmit:
-		return bpf.ProgramEgress
-	}
-	return bpf.ProgramIngress
-}
-
-func (m *Manager) attachHook(a *attached, d bpf.Direction) error {
-	hook := m.hookFor(d)
+func (m *Manager) program(hook bpf.Hook, d bpf.Direction) (program, error) {
 	name := programFor(hook, d)
-	prog := m.objs.Program(name)
-	if prog == nil {
-		return fmt.Errorf("%s %s: program %s not loaded", d, hook, name)
+	p := m.objs.Program(name)
+	if p == nil {
+		return program{}, fmt.Errorf("%s %s: program %s not loaded", d, hook, name)
 	}
-	owned := bpf.Owned{ProgramID: m.objs.ProgramID(name)}
+	return program{name: name, prog: p, id: m.objs.ProgramID(name)}, nil
+}
 
-	var (
-		l   link.Link
-		err error
-	)
-	switch hook {
-	case bpf.HookTCX:
-		l, err = attachTCX(a.Index, d, prog)
-		if errors.Is(err, ebpf.ErrNotSupported) && m.opts.Mode == config.AttachAuto {
-			m.log.Info("kernel has no tcx, attaching with tc instead")
-			m.noTCX, hook = true, bpf.HookTC
-			err = m.attachTC(a, d, owned, prog, name)
-		}
-	case bpf.HookTC:
-		err = m.attachTC(a, d, owned, prog, name)
-	case bpf.HookXDP:
-		l, err = attachXDP(a.Index, prog)
-	}
+// attachHook puts the program on a's hook in direction d. With pinned
+// state, the row says what will be ebpfnet's there before it is attached.
+func (m *Manager) attachHook(a *attached, d bpf.Direction, hook bpf.Hook) error {
+	p, err := m.program(hook, d)
 	if err != nil {
-		m.errs[ErrorAttach]++
-		return fmt.Errorf("%s %s: %w", d, hook, err)
+		return err
 	}
-	if l != nil && m.objs.Pinned() {
-		if err := l.Pin(m.linkPath(a.Index, d)); err != nil {
-			l.Close()
-			m.errs[ErrorAttach]++
-			return fmt.Errorf("pin %s link: %w", d, err)
+	pin := ""
+	if m.objs.Pinned() && hook != bpf.HookTC {
+		pin = m.linkPath(a.Index, d)
+	}
+	h, err := m.mechs[hook].attach(a.Index, d, p, pin, func(owned bpf.Owned) error {
+		a.Hooks[d], a.holds[d] = hook, hold{hook: hook, owned: owned}
+		if m.objs.Pinned() {
+			return m.writeRow(a)
 		}
+		return nil
+	})
+	if err != nil {
+		a.Hooks[d], a.holds[d] = bpf.HookNone, hold{}
+		return fmt.Errorf("%s %s: %w", d, hook, fileLimit(err))
 	}
-	if hook != bpf.HookTC {
-		a.owned[d] = owned
-	}
-	a.links[d], a.Hooks[d] = l, hook
+	a.Hooks[d], a.holds[d] = hook, h
 	m.log.Debug("attached", "interface", a.Name, "direction", d, "hook", hook)
 	return nil
 }
 
-// attachTC adds our filter at a handle of our own. With pinned state, the
-// row says which filter will be ours before it is added, so that a crash
-// in between leaves nothing a later process cannot find.
-func (m *Manager) attachTC(a *attached, d bpf.Direction, owned bpf.Owned, prog *ebpf.Program, name string) error {
-	owned.TCPriority = tcPriority(d)
-	owned.TCHandle = m.tcHandle
-	for try := 0; ; try++ {
-		a.owned[d], a.Hooks[d] = owned, bpf.HookTC
-		var err error
-		if m.objs.Pinned() {
-			err = m.writeRow(a)
-		}
-		if err == nil {
-			if err = attachTC(a.Index, d, owned, prog, name); err == nil {
-				return nil
-			}
-		}
-		a.owned[d], a.Hooks[d] = bpf.Owned{}, bpf.HookNone
-		if !errors.Is(err, unix.EEXIST) || try == 16 {
-			return err
-		}
-		// Another instance has that handle here: take another.
-		owned.TCHandle = randomTCHandle()
-	}
-}
-
 func (m *Manager) detachHook(a *attached, d bpf.Direction) error {
 	var err error
-	switch a.Hooks[d] {
-	case bpf.HookTCX, bpf.HookXDP:
-		if l := a.links[d]; l != nil {
-			if m.objs.Pinned() {
-				err = l.Unpin()
-			}
-			err = errors.Join(err, l.Close())
-		}
-	case bpf.HookTC:
-		err = detachTC(a.Index, d, a.owned[d])
+	if h := a.holds[d]; h.hook != bpf.HookNone {
+		err = m.mechs[h.hook].detach(h)
 	}
-	a.links[d], a.Hooks[d], a.owned[d] = nil, bpf.HookNone, bpf.Owned{}
+	a.holds[d], a.Hooks[d] = hold{}, bpf.HookNone
 	return err
 }
 
@@ -594,15 +400,15 @@ func (m *Manager) detachHook(a *attached, d bpf.Direction) error {
 // counting the interface, then zeroed counters and a cleared interfaces
 // row.
 func (m *Manager) release(a *attached) error {
-	m.slots[a.Slot] = nil
+	m.rows.free(a.Row)
 	delete(m.byIndex, a.Index)
 	var err error
-	if row, _, serr := m.objs.Slot(a.Index); serr != nil || row == a.Slot {
-		err = errors.Join(serr, m.objs.SetSlot(a.Index, 0, bpf.LinkUnused))
+	if row, _, serr := m.objs.Slot(a.Index); serr != nil || row == a.Row {
+		err = errors.Join(serr, m.objs.SetSlot(a.Index, 0, bpf.FramingUnused))
 	}
 	err = errors.Join(err,
-		m.objs.ResetCounters(a.Slot),
-		m.objs.WriteInterface(a.Slot, &bpf.Interface{}),
+		m.objs.ResetCounters(a.Row),
+		m.objs.WriteInterface(a.Row, &bpf.InterfaceRow{}),
 	)
 	select {
 	case m.freed <- struct{}{}:
@@ -612,28 +418,29 @@ func (m *Manager) release(a *attached) error {
 }
 
 func (m *Manager) writeRow(a *attached) error {
-	row := bpf.Interface{
+	row := bpf.InterfaceRow{
 		Ifindex:       uint32(a.Index),
 		Hooks:         a.Hooks,
 		Layout:        bpf.Layout,
 		StartUnixNano: uint64(a.Start.UnixNano()),
-		Owned:         a.owned,
+	}
+	for d, h := range a.holds {
+		row.Owned[d] = h.owned
 	}
 	row.SetName(a.Name)
-	return m.objs.WriteInterface(a.Slot, &row)
+	return m.objs.WriteInterface(a.Row, &row)
 }
 
-// freeSlot returns the lowest free row, keeping the used rows at the front
-// so a snapshot reads few rows, or -1.
-func (m *Manager) freeSlot() int {
-	for i, a := range m.slots {
-		if a == nil {
-			return i
+// updateCounting says whether every direction asked for has its hook.
+func (m *Manager) updateCounting(a *attached) {
+	a.Counting = true
+	for _, d := range m.dirs {
+		if a.Hooks[d] == bpf.HookNone {
+			a.Counting = false
 		}
 	}
-	return -1
 }
 
 func (m *Manager) linkPath(index int, d bpf.Direction) string {
-	return filepath.Join(m.opts.PinPath, "links", fmt.Sprintf("%d-%s", index, d))
+	return filepath.Join(m.objs.PinPath(), "links", fmt.Sprintf("%d-%s", index, d))
 }

@@ -150,10 +150,18 @@ type constslotEbpfnetInterface struct {
 	}
 }
 
+type constslotEbpfnetMeta struct {
+	_           structs.HostLayout
+	Layout      uint32
+	Pad         uint32
+	NetnsCookie uint64
+	NetnsInode  uint64
+}
+
 type constslotEbpfnetSlot struct {
-	_    structs.HostLayout
-	Row  uint32
-	Link uint32
+	_       structs.HostLayout
+	Row     uint32
+	Framing uint32
 }
 
 type constslotScratch struct {
@@ -168,6 +176,7 @@ type constslotScratch struct {
 const (
 	constslotMapCounters        = "counters"
 	constslotMapInterfaces      = "interfaces"
+	constslotMapMeta            = "meta"
 	constslotMapScratch         = "scratch"
 	constslotMapSlots           = "slots"
 	constslotMapSlotsHash       = "slots_hash"
@@ -233,6 +242,7 @@ type constslotProgramSpecs struct {
 type constslotMapSpecs struct {
 	Counters   *ebpf.MapSpec `ebpf:"counters"`
 	Interfaces *ebpf.MapSpec `ebpf:"interfaces"`
+	Meta       *ebpf.MapSpec `ebpf:"meta"`
 	Scratch    *ebpf.MapSpec `ebpf:"scratch"`
 	Slots      *ebpf.MapSpec `ebpf:"slots"`
 	SlotsHash  *ebpf.MapSpec `ebpf:"slots_hash"`
@@ -268,6 +278,7 @@ func (o *constslotObjects) Close() error {
 type constslotMaps struct {
 	Counters   *ebpf.Map `ebpf:"counters"`
 	Interfaces *ebpf.Map `ebpf:"interfaces"`
+	Meta       *ebpf.Map `ebpf:"meta"`
 	Scratch    *ebpf.Map `ebpf:"scratch"`
 	Slots      *ebpf.Map `ebpf:"slots"`
 	SlotsHash  *ebpf.Map `ebpf:"slots_hash"`
@@ -277,6 +288,7 @@ func (m *constslotMaps) Close() error {
 	return _ConstslotClose(
 		m.Counters,
 		m.Interfaces,
+		m.Meta,
 		m.Scratch,
 		m.Slots,
 		m.SlotsHash,

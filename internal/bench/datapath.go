@@ -27,7 +27,7 @@ const (
 // naive counter costs) over the same frames, on one CPU and then on every
 // CPU at once.
 func benchDatapath() (string, error) {
-	programs := []string{bpf.ProgramEmptyTC, bpf.ProgramIngress}
+	programs := []string{bpf.ProgramIngress}
 	objs, err := bpf.Load(bpf.Options{MaxInterfaces: 1, Programs: programs})
 	if err != nil {
 		return "", err
@@ -46,12 +46,13 @@ func benchDatapath() (string, error) {
 	defer unpriv.Close()
 	// Test runs happen on the loopback device, ifindex 1.
 	for _, o := range []*bpf.Objects{objs, unpriv} {
-		if err := o.SetSlot(1, 0, bpf.LinkEthernet); err != nil {
+		if err := o.SetSlot(1, 0, bpf.FramingEthernet); err != nil {
 			return "", err
 		}
 	}
-	// The previous design: the same programs with the interface's slot a
-	// constant (one copy loaded per interface), no lookup.
+	// The bench's own programs (constslot.c): the previous design, the same
+	// programs with the interface's slot a constant (one copy loaded per
+	// interface), no lookup; and an empty program.
 	var prev constslotObjects
 	if err := loadConstslotObjects(&prev, nil); err != nil {
 		return "", fmt.Errorf("the previous design's programs: %w", err)
@@ -83,7 +84,7 @@ func benchDatapath() (string, error) {
 		naive
 		previous
 	)
-	progs := []*ebpf.Program{objs.Program(bpf.ProgramEmptyTC), objs.Program(bpf.ProgramIngress), unpriv.Program(bpf.ProgramIngress), hash, prev.EbpfnetIngress}
+	progs := []*ebpf.Program{prev.EbpfnetEmptyTc, objs.Program(bpf.ProgramIngress), unpriv.Program(bpf.ProgramIngress), hash, prev.EbpfnetIngress}
 
 	var b strings.Builder
 	fmt.Fprintf(&b, "ns per packet over %d rounds of %d packets each; each round runs the programs one after another on the same frame, so "+

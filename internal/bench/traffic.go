@@ -11,7 +11,6 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 
-	"github.com/ebpfnet/ebpfnet/bpf"
 	"github.com/ebpfnet/ebpfnet/config"
 	"github.com/ebpfnet/ebpfnet/internal/datapath"
 	"github.com/ebpfnet/ebpfnet/internal/testenv"
@@ -53,15 +52,15 @@ func benchTraffic() (string, error) {
 
 	// The hook's own cost, apart from ebpfnet's program: an empty program
 	// attached the same way (tcx, both directions).
-	objs, err := bpf.Load(bpf.Options{MaxInterfaces: 1, Programs: []string{bpf.ProgramEmptyTC}})
-	if err != nil {
+	var objs constslotObjects
+	if err := loadConstslotObjects(&objs, nil); err != nil {
 		return "", err
 	}
 	defer objs.Close()
 	attachEmpty := func() (func(), error) {
 		var links []link.Link
 		for _, at := range []ebpf.AttachType{ebpf.AttachTCXIngress, ebpf.AttachTCXEgress} {
-			l, err := link.AttachTCX(link.TCXOptions{Interface: p.LocalIndex, Program: objs.Program(bpf.ProgramEmptyTC), Attach: at})
+			l, err := link.AttachTCX(link.TCXOptions{Interface: p.LocalIndex, Program: objs.EbpfnetEmptyTc, Attach: at})
 			if err != nil {
 				return nil, err
 			}

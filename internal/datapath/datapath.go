@@ -71,20 +71,15 @@ func Open(cfg config.Config, log *slog.Logger) (*Datapath, error) {
 	d.mgr, err = attach.New(d.objs, attach.Options{
 		Mode:       cfg.Attach,
 		Directions: cfg.Directions,
-		PinPath:    cfg.PinPath,
 		Logger:     log,
 	})
 	if err != nil {
 		d.objs.Close()
 		return nil, err
 	}
-	d.watcher, err = ifwatch.Start(d.mgr, match, log)
-	if d.watcher == nil {
+	if d.watcher, err = ifwatch.Watch(d.mgr, match, log); err != nil {
 		d.Close()
 		return nil, fmt.Errorf("watch interfaces: %w", err)
-	}
-	if err != nil {
-		log.Warn("first pass over the interfaces", "error", err)
 	}
 	if d.reader, err = snapshot.NewReader(d.objs); err != nil {
 		d.Close()

@@ -41,7 +41,7 @@ func TestChainedProgramSeesEveryPacket(t *testing.T) {
 				t.Fatal(err)
 			}
 			t.Cleanup(func() { other.Close() })
-			if err := other.SetSlot(p.LocalIndex, 0, bpf.LinkEthernet); err != nil {
+			if err := other.SetSlot(p.LocalIndex, 0, bpf.FramingEthernet); err != nil {
 				t.Fatal(err)
 			}
 			attachBehind(t, mode, p.LocalIndex, bpf.Receive, other.Program(bpf.ProgramIngress))
@@ -233,9 +233,9 @@ func TestInterfaceChurn(t *testing.T) {
 	}
 
 	// Remove every other one: it leaves the snapshot and its row is freed.
-	slots := map[string]uint32{}
+	rowOf := map[string]uint32{}
 	for _, a := range d.mgr.AppendAttached(nil) {
-		slots[a.Name] = a.Slot
+		rowOf[a.Name] = a.Row
 	}
 	for i := 0; i < n; i += 2 {
 		name := fmt.Sprintf("churn%02d", i)
@@ -257,8 +257,8 @@ func TestInterfaceChurn(t *testing.T) {
 		if snap(t, d).Find(name) != nil {
 			t.Errorf("%s still in the snapshot", name)
 		}
-		if row := rows[slots[name]]; row != (bpf.Interface{}) {
-			t.Errorf("%s's row %d not cleared: %+v", name, slots[name], row)
+		if row := rows[rowOf[name]]; row != (bpf.InterfaceRow{}) {
+			t.Errorf("%s's row %d not cleared: %+v", name, rowOf[name], row)
 		}
 	}
 
@@ -268,8 +268,8 @@ func TestInterfaceChurn(t *testing.T) {
 	}
 	testenv.WaitFor(t, fmt.Sprintf("%d interfaces attached again", n), func() bool { return len(snap(t, d).Interfaces) == n })
 	for _, a := range d.mgr.AppendAttached(nil) {
-		if a.Slot >= n {
-			t.Errorf("%s got row %d: rows were not reused", a.Name, a.Slot)
+		if a.Row >= n {
+			t.Errorf("%s got row %d: rows were not reused", a.Name, a.Row)
 		}
 	}
 
@@ -457,7 +457,7 @@ func setLayout(t *testing.T, pinPath string, layout uint32) {
 		t.Fatal(err)
 	}
 	defer m.Close()
-	var row bpf.Interface
+	var row bpf.InterfaceRow
 	if err := m.Lookup(uint32(0), &row); err != nil || row.Ifindex == 0 {
 		t.Fatalf("row 0: %+v, %v", row, err)
 	}

@@ -5,7 +5,6 @@
 package ifwatch
 
 import (
-	"errors"
 	"log/slog"
 	"sync"
 	"time"
@@ -26,31 +25,31 @@ type Watcher struct {
 
 	done chan struct{}
 	wg   sync.WaitGroup
-
-	full   map[int]bool   // interfaces already reported as over max_interfaces
-	failed map[int]string // the attach error last logged, by interface
 }
 
-// Start attaches to every selected interface there is, detaches what was
+// Watch attaches to every selected interface there is, detaches what was
 // picked up from pins but is no longer selected, and then follows changes
-// until Close. An interface that cannot be attached is logged (once, until
-// its error changes) and counted, not returned; Start returns the first
-// pass's other errors (listing, detaching), if any, but keeps watching all
-// the same.
-func Start(mgr *attach.Manager, match *config.Matcher, log *slog.Logger) (*Watcher, error) {
-	w := &Watcher{mgr: mgr, match: match, log: log, done: make(chan struct{}), full: map[int]bool{}, failed: map[int]string{}}
+// until Close. An interface that cannot be attached is the manager's to
+// report (counted and logged once); Watch fails only when it cannot
+// listen to netlink or list the interfaces at all.
+func Watch(mgr *attach.Manager, match *config.Matcher, log *slog.Logger) (*Watcher, error) {
+	w := &Watcher{mgr: mgr, match: match, log: log, done: make(chan struct{})}
 	// Subscribe before listing, so that nothing created in between is missed.
 	updates, err := w.subscribe()
 	if err != nil {
 		return nil, err
 	}
 	n, err := w.sync()
-	if n == 0 && err == nil {
+	if err != nil {
+		close(w.done) // ends the subscription
+		return nil, err
+	}
+	if n == 0 {
 		log.Warn("no interface matches the include patterns yet; attaching when one appears")
 	}
 	w.wg.Add(1)
 	go w.loop(updates)
-	return w, err
+	return w, nil
 }
 
 func (w *Watcher) subscribe() (<-chan netlink.LinkUpdate, error) {
@@ -68,26 +67,28 @@ func (w *Watcher) subscribe() (<-chan netlink.LinkUpdate, error) {
 	return updates, err
 }
 
-// sync attaches every selected interface and detaches every other one.
+// sync attaches every selected interface and detaches every other one,
+// and says how many are selected.
 func (w *Watcher) sync() (int, error) {
 	links, err := netlink.LinkList()
 	if err != nil {
 		return 0, err
 	}
-	var errs []error
 	selected := map[int]bool{}
 	for _, l := range links {
 		if a := l.Attrs(); w.match.Match(a.Name) {
 			selected[a.Index] = true
-			w.report(a.Index, a.Name, w.attach(linkOf(a)))
+			_ = w.mgr.Attach(netDev(a)) // the manager reports failures
 		}
 	}
 	for _, a := range w.mgr.AppendAttached(nil) {
 		if !selected[a.Index] {
-			errs = append(errs, w.mgr.Detach(a.Index))
+			if err := w.mgr.Detach(a.Index); err != nil {
+				w.log.Warn("detach interface no longer selected", "interface", a.Name, "error", err)
+			}
 		}
 	}
-	return len(selected), errors.Join(errs...)
+	return len(selected), nil
 }
 
 func (w *Watcher) loop(updates <-chan netlink.LinkUpdate) {
@@ -100,7 +101,7 @@ func (w *Watcher) loop(updates <-chan netlink.LinkUpdate) {
 					w.handle(u)
 				}
 			case <-w.mgr.Freed():
-				w.retryFull()
+				w.retryRefused()
 			}
 		}
 		// The subscription ended: Close, or a receive error such as
@@ -134,76 +135,35 @@ func (w *Watcher) handle(u netlink.LinkUpdate) {
 	var err error
 	switch {
 	case u.Header.Type == unix.RTM_DELLINK:
-		delete(w.full, a.Index)
 		err = w.mgr.Detach(a.Index)
 	case w.match.Match(a.Name):
-		err = w.attach(linkOf(a))
+		_ = w.mgr.Attach(netDev(a)) // the manager reports failures
 	default:
 		// Renamed to a name that is not selected, or never selected.
-		delete(w.full, a.Index)
 		err = w.mgr.Detach(a.Index)
 	}
-	w.report(a.Index, a.Name, err)
-	if u.Header.Type == unix.RTM_DELLINK {
-		delete(w.failed, a.Index)
+	if err != nil {
+		w.log.Warn("detach interface", "interface", a.Name, "error", err)
 	}
 }
 
-// report logs an interface's attach error once, not at every netlink
-// event that retries it: again only when it changes, or after a success.
-func (w *Watcher) report(index int, name string, err error) {
-	if err == nil {
-		delete(w.failed, index)
-		return
-	}
-	if msg := err.Error(); w.failed[index] != msg {
-		w.failed[index] = msg
-		w.log.Warn("interface not counted", "interface", name, "error", err)
-	}
-}
-
-// retryFull attaches the interfaces refused for want of a row, now that
+// retryRefused attaches the interfaces refused for want of a row, now that
 // one is free, as they are now (they may have been renamed meanwhile).
-func (w *Watcher) retryFull() {
-	for index := range w.full {
+func (w *Watcher) retryRefused() {
+	for _, index := range w.mgr.Refused() {
 		l, err := netlink.LinkByIndex(index)
-		if err != nil {
-			delete(w.full, index)
+		if err != nil || !w.match.Match(l.Attrs().Name) {
+			_ = w.mgr.Detach(index) // forgets the refusal
 			continue
 		}
-		a := l.Attrs()
-		if !w.match.Match(a.Name) {
-			delete(w.full, index)
-			continue
-		}
-		if err := w.mgr.Attach(linkOf(a)); err == nil {
-			delete(w.full, index)
-			w.log.Info("counting interface refused earlier: a row is free", "interface", a.Name)
-		} else if !errors.Is(err, attach.ErrFull) {
-			delete(w.full, index)
-			w.log.Warn("interface", "interface", a.Name, "error", err)
+		if w.mgr.Attach(netDev(l.Attrs())) == nil {
+			w.log.Info("counting interface refused earlier: a row is free", "interface", l.Attrs().Name)
 		}
 	}
 }
 
-func linkOf(a *netlink.LinkAttrs) attach.Link {
-	return attach.Link{Index: a.Index, Name: a.Name, Type: bpf.LinkOf(a.EncapType)}
-}
-
-// attach attaches, and reports an interface over max_interfaces only once.
-func (w *Watcher) attach(l attach.Link) error {
-	err := w.mgr.Attach(l)
-	if err == nil {
-		delete(w.full, l.Index)
-	}
-	if errors.Is(err, attach.ErrFull) {
-		if !w.full[l.Index] {
-			w.full[l.Index] = true
-			w.log.Warn("not counting interface: max_interfaces reached", "interface", l.Name)
-		}
-		return nil
-	}
-	return err
+func netDev(a *netlink.LinkAttrs) attach.NetDev {
+	return attach.NetDev{Index: a.Index, Name: a.Name, Framing: bpf.FramingOf(a.EncapType)}
 }
 
 // Close stops watching. Attachments stay; the manager owns them.

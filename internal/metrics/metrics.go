@@ -30,9 +30,11 @@ var (
 		"Packets dropped on the interface, as the kernel counts them in its interface statistics (totals since the interface was created)."}
 
 	InterfacesAttached = Definition{"ebpfnet.interfaces.attached", "{interface}",
-		"Interfaces ebpfnet is attached to and counting on."}
+		"Interfaces ebpfnet is attached to and counting on: every hook it needs is there."}
+	HooksRestored = Definition{"ebpfnet.hooks.restored", "{hook}",
+		"Hooks of ebpfnet's that someone else removed (a tc qdisc or filter deleted, a link detached) and ebpfnet put back."}
 	AttachErrors = Definition{"ebpfnet.attach.errors", "{error}",
-		"Attachments that failed, by error.type (max_interfaces: over the cardinality guard)."}
+		"Attachments that failed, by error.type: max_interfaces (over the cardinality guard, once per interface refused), attach (the kernel refused a hook), file_limit (out of file descriptors)."}
 	CollectionDuration = Definition{"ebpfnet.collection.duration", "s",
 		"Time one collection took to read every interface's counters."}
 )

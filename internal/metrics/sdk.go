@@ -29,7 +29,7 @@ func Register(meter metric.Meter, src Source) (metric.Registration, error) {
 	if err != nil {
 		return nil, err
 	}
-	return meter.RegisterCallback(c.Observe, c.io, c.packets, c.netErrors, c.netDropped, c.attached, c.errors)
+	return meter.RegisterCallback(c.Observe, c.io, c.packets, c.netErrors, c.netDropped, c.attached, c.errors, c.restored)
 }
 
 // NewCallback creates the instruments on meter; its Observe is the
@@ -56,6 +56,9 @@ func NewCallback(meter metric.Meter, src Source) (*Callback, error) {
 	if c.errors, err = meter.Int64ObservableCounter(AttachErrors.Name, metric.WithUnit(AttachErrors.Unit), metric.WithDescription(AttachErrors.Description)); err != nil {
 		return nil, err
 	}
+	if c.restored, err = meter.Int64ObservableCounter(HooksRestored.Name, metric.WithUnit(HooksRestored.Unit), metric.WithDescription(HooksRestored.Description)); err != nil {
+		return nil, err
+	}
 	if c.duration, err = meter.Float64Gauge(CollectionDuration.Name, metric.WithUnit(CollectionDuration.Unit), metric.WithDescription(CollectionDuration.Description)); err != nil {
 		return nil, err
 	}
@@ -79,6 +82,7 @@ type Callback struct {
 	netDropped metric.Int64ObservableCounter
 	attached   metric.Int64ObservableGauge
 	errors     metric.Int64ObservableCounter
+	restored   metric.Int64ObservableCounter
 	duration   metric.Float64Gauge
 
 	mu      sync.Mutex // one collection at a time; guards what follows
@@ -156,7 +160,8 @@ func (c *Callback) Observe(ctx context.Context, o metric.Observer) error {
 		}
 	}
 
-	o.ObserveInt64(c.attached, int64(len(c.snap.Interfaces)))
+	o.ObserveInt64(c.attached, int64(c.snap.Counting()))
+	o.ObserveInt64(c.restored, int64(c.snap.HooksRestored))
 	for typ, n := range c.snap.AttachErrors {
 		opts := c.errOpts[typ]
 		if opts == nil {

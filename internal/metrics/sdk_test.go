@@ -26,8 +26,8 @@ func fixedSnapshot() snapshot.Snapshot {
 	b[bpf.Receive][bpf.ClassNonIP] = bpf.Count{Packets: 2, Bytes: 84}
 	return snapshot.Snapshot{
 		Interfaces: []snapshot.Interface{
-			{Name: "veth0", Index: 5, Counters: a},
-			{Name: "veth1", Index: 6, Counters: b},
+			{Name: "veth0", Index: 5, Counters: a, Counting: true},
+			{Name: "veth1", Index: 6, Counters: b, Counting: true},
 		},
 		AttachErrors: map[string]uint64{"max_interfaces": 4},
 	}
@@ -154,7 +154,7 @@ func TestConcurrentReadersUnderChurn(t *testing.T) {
 			var c bpf.Counters
 			c[bpf.Receive][bpf.ClassIPv4TCP] = bpf.Count{Packets: uint64(n), Bytes: uint64(n)}
 			c[bpf.Transmit][bpf.ClassIPv6UDP] = bpf.Count{Packets: uint64(n), Bytes: uint64(n)}
-			s.Interfaces = append(s.Interfaces, snapshot.Interface{Name: fmt.Sprintf("v%d-%d", n%13, i), Index: i + 1, Counters: c, KernelOK: true})
+			s.Interfaces = append(s.Interfaces, snapshot.Interface{Name: fmt.Sprintf("v%d-%d", n%13, i), Index: i + 1, Counters: c, KernelOK: true, Counting: true})
 		}
 		s.AttachErrors = map[string]uint64{"attach": uint64(n)}
 		return nil

@@ -14,6 +14,7 @@ type Interface struct {
 	Name     string
 	Index    int
 	Start    time.Time // when counting began: attach time, or kept with pinned state
+	Counting bool      // every hook asked for is there (attach.Interface.Counting)
 	Counters bpf.Counters
 	// Kernel is the kernel's own error and drop counters for the
 	// interface (totals since it was created), read in the same collection;
@@ -34,8 +35,22 @@ type KernelStats struct {
 type Snapshot struct {
 	Time       time.Time
 	Interfaces []Interface // in counters-row order
-	// AttachErrors counts failed attachments by error type.
+	// AttachErrors counts failed attachments by error type, every known
+	// type included.
 	AttachErrors map[string]uint64
+	// HooksRestored counts hooks someone else removed that were put back.
+	HooksRestored uint64
+}
+
+// Counting is how many interfaces have every hook asked for.
+func (s *Snapshot) Counting() int {
+	n := 0
+	for i := range s.Interfaces {
+		if s.Interfaces[i].Counting {
+			n++
+		}
+	}
+	return n
 }
 
 // Find returns the named interface, or nil.
@@ -80,7 +95,7 @@ func (r *Reader) Read(mgr *attach.Manager, dst *Snapshot) error {
 	r.attached, err = mgr.View(r.attached[:0], func(attached []attach.Interface) error {
 		rows := 0
 		if n := len(attached); n > 0 {
-			rows = int(attached[n-1].Slot) + 1
+			rows = int(attached[n-1].Row) + 1
 		}
 		if cap(r.rows) < rows {
 			r.rows = make([]bpf.Counters, rows)
@@ -100,7 +115,8 @@ func (r *Reader) Read(mgr *attach.Manager, dst *Snapshot) error {
 			Name:     a.Name,
 			Index:    a.Index,
 			Start:    a.Start,
-			Counters: r.rows[a.Slot],
+			Counting: a.Counting,
+			Counters: r.rows[a.Row],
 			Kernel:   k,
 			KernelOK: ok && kerr == nil,
 		})
@@ -108,6 +124,6 @@ func (r *Reader) Read(mgr *attach.Manager, dst *Snapshot) error {
 	if dst.AttachErrors == nil {
 		dst.AttachErrors = map[string]uint64{}
 	}
-	mgr.CopyErrors(dst.AttachErrors)
+	dst.HooksRestored = mgr.CopyErrors(dst.AttachErrors)
 	return nil
 }

@@ -4,10 +4,12 @@ import (
 	"fmt"
 	"sync"
 	"testing"
+	"unsafe"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 )
 
 // Attachments lists the programs on the interface's tcx, tc and XDP hooks,
@@ -106,5 +108,32 @@ func RequireMode(t testing.TB, mode string) {
 	t.Helper()
 	if mode == "tcx" && !HasTCX() {
 		t.Skip("this kernel has no tcx (6.6+); the tc and xdp variants run instead")
+	}
+}
+
+// DetachLinks does to the interface's tcx and XDP links what bpftool link
+// detach does to them, whoever holds them, and says how many it detached.
+func DetachLinks(t testing.TB, index int) int {
+	t.Helper()
+	n := 0
+	for id := uint32(0); ; {
+		// BPF_LINK_GET_NEXT_ID: union bpf_attr {start_id, next_id, open_flags}.
+		attr := [3]uint32{id}
+		if _, _, errno := unix.Syscall(unix.SYS_BPF, unix.BPF_LINK_GET_NEXT_ID, uintptr(unsafe.Pointer(&attr)), unsafe.Sizeof(attr)); errno != 0 {
+			return n
+		}
+		id = attr[1]
+		l, err := link.NewFromID(link.ID(id))
+		if err != nil {
+			continue
+		}
+		info, err := l.Info()
+		if err == nil && (info.TCX() != nil && int(info.TCX().Ifindex) == index || info.XDP() != nil && int(info.XDP().Ifindex) == index) {
+			if err := l.Detach(); err != nil {
+				t.Fatalf("detach link %d: %v", id, err)
+			}
+			n++
+		}
+		l.Close()
 	}
 }

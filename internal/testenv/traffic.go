@@ -292,6 +292,39 @@ func (p *Pair) SendRawDropped(t testing.TB, frame []byte, n int) {
 	}
 }
 
+// SendRawLossy sends frame n times like SendRaw, but takes a refusal
+// (ENOBUFS) as a frame lost, not an error: while a qdisc is added or
+// deleted on an interface that is up, the kernel briefly stops its
+// transmit queues and drops what is sent meanwhile (without counting it).
+// It returns how many frames the kernel took.
+func (p *Pair) SendRawLossy(t testing.TB, fromPeer bool, frame []byte, n int) int {
+	t.Helper()
+	taken := 0
+	send := func(ifindex int) error {
+		fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW, 0)
+		if err != nil {
+			return err
+		}
+		defer unix.Close(fd)
+		sa := &unix.SockaddrLinklayer{Ifindex: ifindex, Halen: 6}
+		for i := 0; i < n; i++ {
+			err := unix.Sendto(fd, frame, 0, sa)
+			if err == nil {
+				taken++
+			} else if !errors.Is(err, unix.ENOBUFS) {
+				return fmt.Errorf("send raw frame %d: %w", i, err)
+			}
+		}
+		return nil
+	}
+	if fromPeer {
+		p.must(t, RunIn(p.PeerNS, func() error { return send(p.PeerIndex) }))
+	} else {
+		p.must(t, send(p.LocalIndex))
+	}
+	return taken
+}
+
 func (p *Pair) sendRaw(t testing.TB, fromPeer bool, frame []byte, n int, paged bool) {
 	t.Helper()
 	send := func(ifindex int) error {

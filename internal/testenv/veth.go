@@ -197,7 +197,7 @@ func LinkStats(t testing.TB, name string) Stats {
 // test takes its baseline.
 func WaitQuiet(t testing.TB, name string, quiet time.Duration) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(Patience)
 	last, since := LinkStats(t, name), time.Now()
 	for time.Since(since) < quiet {
 		if time.Now().After(deadline) {
@@ -208,4 +208,16 @@ func WaitQuiet(t testing.TB, name string, quiet time.Duration) {
 			last, since = s, time.Now()
 		}
 	}
+}
+
+// Reconnect makes the pair usable again after the local end went down and
+// up: it waits for the carrier, and puts back the static neighbours the
+// kernel flushed when the link went down.
+func (p *Pair) Reconnect(t testing.TB) {
+	t.Helper()
+	WaitFor(t, p.Local+" to be up", func() bool {
+		l, err := netlink.LinkByIndex(p.LocalIndex)
+		return err == nil && l.Attrs().OperState == netlink.OperUp
+	})
+	p.must(t, p.neighbours(PeerIPv4, PeerIPv6, p.Local, p.PeerMAC))
 }

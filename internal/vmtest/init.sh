@@ -13,7 +13,7 @@ for m in $(cat /etc/modules); do
 	insmod /lib/modules/$m.ko || echo "vmtest: insmod $m failed"
 done
 ip link set lo up
-export PATH=/usr/sbin:/usr/bin:/sbin:/bin EBPFNET_PRIVILEGED=require EBPFNET_BINARY=/bin/ebpfnet EBPFNET_VARIANT_BINARY=/bin/ebpfnet-variant EBPFNET_UNIT=/etc/ebpfnet.service HOME=/tmp TMPDIR=/tmp
+export PATH=/usr/sbin:/usr/bin:/sbin:/bin EBPFNET_PRIVILEGED=require EBPFNET_BINARY=/bin/ebpfnet EBPFNET_PREVIOUS_BINARY=/bin/ebpfnet-previous EBPFNET_UNIT=/etc/ebpfnet.service HOME=/tmp TMPDIR=/tmp
 echo "vmtest: kernel $(uname -r)"
 passed=0 failed=0 skipped=0
 for t in /tests/*.test; do

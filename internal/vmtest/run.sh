@@ -87,8 +87,8 @@ echo 'nobody:x:65534:65534:nobody:/:/bin/false' >>rootfs/etc/passwd
 	cd "$root"
 	export CGO_ENABLED=0
 	go build -tags grpcnotrace -o "$work/rootfs/bin/ebpfnet" ./cmd/ebpfnet
-	# The upgrade test's older build: programs that differ by one instruction.
-	go build -tags ebpfnet_variant -o "$work/rootfs/bin/ebpfnet-variant" ./cmd/ebpfnet
+	# The upgrade test's previous release (make previous-release).
+	cp -L bin/ebpfnet-previous "$work/rootfs/bin/ebpfnet-previous"
 	for pkg in ${VMTEST_PACKAGES:-bpf internal/datapath cmd/ebpfnet}; do
 		go test -c -o "$work/rootfs/tests/$(basename "$pkg").test" "./$pkg"
 	done
