@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -10,8 +11,15 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/grafana/grafana-foundation-sdk/go/cog"
+	"github.com/grafana/grafana-foundation-sdk/go/cog/plugins"
+	"github.com/grafana/grafana-foundation-sdk/go/dashboard"
+	promquery "github.com/grafana/grafana-foundation-sdk/go/prometheus"
+	"github.com/grafana/grafana-foundation-sdk/go/timeseries"
 
 	"github.com/ebpfnet/ebpfnet/internal/testenv"
 )
@@ -21,68 +29,190 @@ const (
 	alertsDir     = "../../examples/prometheus"
 )
 
-// dashboard is the part of Grafana's dashboard model the example uses;
-// decoding it strictly catches misspelt keys at the top and in panels.
-type dashboard struct {
-	UID          string                    `json:"uid"`
-	Title        string                    `json:"title"`
-	Description  string                    `json:"description"`
-	Tags         []string                  `json:"tags"`
-	Timezone     string                    `json:"timezone"`
-	Editable     bool                      `json:"editable"`
-	GraphTooltip int                       `json:"graphTooltip"`
-	Schema       int                       `json:"schemaVersion"`
-	Version      int                       `json:"version"`
-	Refresh      string                    `json:"refresh"`
-	Time         struct{ From, To string } `json:"time"`
-	Templating   struct {
-		List []struct {
-			Name       string          `json:"name"`
-			Label      string          `json:"label"`
-			Type       string          `json:"type"`
-			Datasource json.RawMessage `json:"datasource"`
-			Query      json.RawMessage `json:"query"`
-			Definition string          `json:"definition"`
-			Refresh    int             `json:"refresh"`
-			IncludeAll bool            `json:"includeAll"`
-			AllValue   string          `json:"allValue"`
-			Multi      bool            `json:"multi"`
-			Sort       int             `json:"sort"`
-			Current    json.RawMessage `json:"current"`
-			Hide       int             `json:"hide"`
-		} `json:"list"`
-	} `json:"templating"`
-	Annotations json.RawMessage `json:"annotations"`
-	Panels      []struct {
-		ID          int                      `json:"id"`
-		Type        string                   `json:"type"`
-		Title       string                   `json:"title"`
-		Datasource  json.RawMessage          `json:"datasource"`
-		GridPos     struct{ X, Y, W, H int } `json:"gridPos"`
-		FieldConfig json.RawMessage          `json:"fieldConfig"`
-		Options     json.RawMessage          `json:"options"`
-		Targets     []struct {
-			RefID        string          `json:"refId"`
-			Datasource   json.RawMessage `json:"datasource"`
-			Expr         string          `json:"expr"`
-			LegendFormat string          `json:"legendFormat"`
-		} `json:"targets"`
-	} `json:"panels"`
+// registerGrafanaPlugins registers the SDK's panel and query types, so
+// that the strict decoding decodes each panel's options and field
+// configuration by its type and each query by its data source's.
+var registerGrafanaPlugins = sync.OnceFunc(plugins.RegisterDefaultPlugins)
+
+// decodeDashboard decodes a dashboard strictly into the Grafana Foundation
+// SDK's types, which are Grafana's dashboard schema: a required field
+// missing or null, an unknown field, a value of the wrong type, in the
+// dashboard, its variables, its panels, their options (by panel type) and
+// their queries (by data source), is an error naming where; and the
+// schema's constraints hold (Validate). Every panel must be of a type the
+// SDK knows, with Prometheus queries, so that nothing went undecoded.
+func decodeDashboard(b []byte) (dashboard.Dashboard, error) {
+	registerGrafanaPlugins()
+	// UnmarshalJSONStrict returns its list of errors, empty (not nil) when
+	// there is none, and so (v0.0.22) leaves every panel out of what it
+	// decodes (PanelOrRowPanel takes the empty list for an error): it
+	// checks, and json.Unmarshal, by the same types, decodes.
+	if err := new(dashboard.Dashboard).UnmarshalJSONStrict(b); err != nil {
+		if errs, ok := err.(cog.BuildErrors); !ok || len(errs) > 0 {
+			return dashboard.Dashboard{}, err
+		}
+	}
+	var d dashboard.Dashboard
+	if err := json.Unmarshal(b, &d); err != nil {
+		return d, err
+	}
+	if err := d.Validate(); err != nil {
+		return d, err
+	}
+	var errs []error
+	for i, p := range d.Panels {
+		if p.Panel == nil {
+			errs = append(errs, fmt.Errorf("panels[%d]: a row, not a panel", i))
+			continue
+		}
+		if _, ok := p.Panel.Options.(*timeseries.Options); !ok {
+			errs = append(errs, fmt.Errorf("panels[%d]: type %q, options %T: want a timeseries panel", i, p.Panel.Type, p.Panel.Options))
+		}
+		for j, q := range p.Panel.Targets {
+			if _, ok := q.(*promquery.Dataquery); !ok {
+				errs = append(errs, fmt.Errorf("panels[%d].targets[%d]: %T, not a Prometheus query", i, j, q))
+			}
+		}
+	}
+	return d, errors.Join(errs...)
 }
 
-func readDashboard(t *testing.T) dashboard {
+func readDashboard(t *testing.T) dashboard.Dashboard {
 	t.Helper()
 	b, err := os.ReadFile(dashboardFile)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var d dashboard
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&d); err != nil {
+	d, err := decodeDashboard(b)
+	if err != nil {
 		t.Fatalf("%s: %v", dashboardFile, err)
 	}
 	return d
+}
+
+// The dashboard is Grafana's schema, decoded strictly with the Grafana
+// Foundation SDK; the decoding refuses a missing required field and an
+// unknown one; and the file is what examples/grafana/gen (the dashboard
+// as Go, with the SDK's builders) writes.
+func TestDashboardSchema(t *testing.T) {
+	b, err := os.ReadFile(dashboardFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := decodeDashboard(b)
+	if err != nil {
+		t.Fatalf("%s is not Grafana's schema:\n%v", dashboardFile, err)
+	}
+	checkDashboard(t, d)
+
+	t.Run("the decoding bites", func(t *testing.T) {
+		for _, c := range []struct {
+			what string
+			edit func(d map[string]any)
+			want string
+		}{
+			{"legend without calcs", func(d map[string]any) {
+				delete(panelAt(d, 0)["options"].(map[string]any)["legend"].(map[string]any), "calcs")
+			}, "panels[0].options.legend.calcs: required field is missing"},
+			{"variable with an empty current", func(d map[string]any) {
+				d["templating"].(map[string]any)["list"].([]any)[2].(map[string]any)["current"] = map[string]any{}
+			}, "templating.list[2].current.value: required field is missing"},
+			{"misspelt panel key", func(d map[string]any) {
+				p := panelAt(d, 1)
+				p["gridPosition"] = p["gridPos"]
+				delete(p, "gridPos")
+			}, "unexpected field 'gridPosition'"},
+			{"misspelt option", func(d map[string]any) {
+				panelAt(d, 2)["options"].(map[string]any)["tooltip"].(map[string]any)["sortt"] = "desc"
+			}, "unexpected field 'sortt'"},
+			{"misspelt query key", func(d map[string]any) {
+				q := panelAt(d, 3)["targets"].([]any)[0].(map[string]any)
+				q["exp"] = q["expr"]
+				delete(q, "expr")
+			}, "unexpected field 'exp'"},
+			{"string for a number", func(d map[string]any) {
+				panelAt(d, 4)["gridPos"].(map[string]any)["w"] = "12"
+			}, "panels[4].gridPos.w"},
+		} {
+			var m map[string]any
+			if err := json.Unmarshal(b, &m); err != nil {
+				t.Fatal(err)
+			}
+			c.edit(m)
+			bad, err := json.Marshal(m)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := decodeDashboard(bad); err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Errorf("%s: decoding gave %v, want %q", c.what, err, c.want)
+			}
+		}
+	})
+
+	t.Run("generated", func(t *testing.T) {
+		cmd := exec.Command("go", "run", "./examples/grafana/gen")
+		cmd.Dir = "../.."
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("go run ./examples/grafana/gen: %v\n%s", err, stderr.Bytes())
+		}
+		if !bytes.Equal(out, b) {
+			t.Errorf("%s is not what examples/grafana/gen writes: run go run ./examples/grafana/gen -o examples/grafana/ebpfnet-dashboard.json", dashboardFile)
+		}
+	})
+}
+
+func panelAt(d map[string]any, i int) map[string]any {
+	return d["panels"].([]any)[i].(map[string]any)
+}
+
+// checkDashboard checks what the tests and the README rely on: a uid and a
+// title; the $datasource, $instance and $interface variables; every panel
+// with a title, a size, a unique id and queries.
+func checkDashboard(t *testing.T, d dashboard.Dashboard) {
+	t.Helper()
+	if d.Uid == nil || *d.Uid == "" || d.Title == nil || *d.Title == "" || len(d.Panels) == 0 {
+		t.Fatalf("dashboard without uid, title or panels")
+	}
+	vars := map[string]bool{}
+	for _, v := range d.Templating.List {
+		vars[v.Name] = true
+	}
+	for _, want := range []string{"datasource", "instance", "interface"} {
+		if !vars[want] {
+			t.Errorf("no $%s variable", want)
+		}
+	}
+	ids := map[uint32]bool{}
+	for i, p := range d.Panels {
+		if p.Panel == nil {
+			continue
+		}
+		if p.Panel.Id == nil || ids[*p.Panel.Id] || p.Panel.Title == nil || *p.Panel.Title == "" || p.Panel.GridPos == nil ||
+			p.Panel.GridPos.W == 0 || p.Panel.GridPos.H == 0 || len(p.Panel.Targets) == 0 {
+			t.Errorf("panel %d: type, title, size, targets and a unique id are required", i)
+			continue
+		}
+		ids[*p.Panel.Id] = true
+	}
+}
+
+// panelQueries are the PromQL queries of the dashboard's panels.
+func panelQueries(t *testing.T, d dashboard.Dashboard) []string {
+	t.Helper()
+	var exprs []string
+	for _, p := range d.Panels {
+		for _, q := range p.Panel.Targets {
+			pq := q.(*promquery.Dataquery)
+			if pq.Expr == "" {
+				t.Errorf("panel %q has a target without a query", *p.Panel.Title)
+			}
+			exprs = append(exprs, pq.Expr)
+		}
+	}
+	return exprs
 }
 
 // The alert rules pass promtool check rules and their unit tests.
@@ -101,8 +231,8 @@ func TestAlertRules(t *testing.T) {
 	}
 }
 
-// The dashboard is well formed (strictly decoded, every panel placed and
-// with a query), and every panel's PromQL, taken from it, returns series
+// The dashboard is well formed (strictly decoded into Grafana's schema,
+// every panel placed and with a query), and every panel's PromQL, taken from it, returns series
 // from a real Prometheus that scrapes a real ebpfnet.
 func TestDashboardQueriesReturnSeries(t *testing.T) {
 	testenv.Privileged(t)
@@ -111,32 +241,8 @@ func TestDashboardQueriesReturnSeries(t *testing.T) {
 		testenv.Missing(t, "prometheus (Debian's prometheus package)")
 	}
 	d := readDashboard(t)
-	if d.UID == "" || d.Title == "" || len(d.Panels) == 0 {
-		t.Fatalf("dashboard without uid, title or panels: %+v", d)
-	}
-	vars := map[string]bool{}
-	for _, v := range d.Templating.List {
-		vars[v.Name] = true
-	}
-	for _, want := range []string{"datasource", "instance", "interface"} {
-		if !vars[want] {
-			t.Errorf("no $%s variable", want)
-		}
-	}
-	var exprs []string
-	ids := map[int]bool{}
-	for _, p := range d.Panels {
-		if p.Type == "" || p.Title == "" || p.GridPos.W == 0 || p.GridPos.H == 0 || len(p.Targets) == 0 || ids[p.ID] {
-			t.Errorf("panel %d %q: type, title, size, targets and a unique id are required", p.ID, p.Title)
-		}
-		ids[p.ID] = true
-		for _, tg := range p.Targets {
-			if tg.Expr == "" {
-				t.Errorf("panel %q has a target without a query", p.Title)
-			}
-			exprs = append(exprs, tg.Expr)
-		}
-	}
+	checkDashboard(t, d)
+	exprs := panelQueries(t, d)
 
 	// ebpfnet with a Prometheus endpoint, on two interfaces with room for
 	// one, so that the attach error series exists too.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +17,7 @@ import (
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	kjson "sigs.k8s.io/json"
 	"sigs.k8s.io/yaml"
 
@@ -58,38 +60,50 @@ func decodeManifests(files []string) ([]manifest, error) {
 		if err != nil {
 			return nil, err
 		}
-		for i, doc := range docSeparator.Split(string(body), -1) {
-			j, err := yaml.YAMLToJSONStrict([]byte(doc))
-			if err != nil {
-				return nil, fmt.Errorf("%s, document %d: %v", f, i+1, err)
-			}
-			if string(j) == "null" {
-				continue
-			}
-			var head struct {
-				APIVersion string `json:"apiVersion"`
-				Kind       string `json:"kind"`
-				Metadata   struct {
-					Name string `json:"name"`
-				} `json:"metadata"`
-			}
-			if err := json.Unmarshal(j, &head); err != nil {
-				return nil, fmt.Errorf("%s, document %d: %v", f, i+1, err)
-			}
-			mk, ok := kinds[head.APIVersion+"/"+head.Kind]
-			if !ok {
-				return nil, fmt.Errorf("%s, document %d: %s %s is not a kind this test knows", f, i+1, head.APIVersion, head.Kind)
-			}
-			obj := mk()
-			strict, err := kjson.UnmarshalStrict(j, obj)
-			if err == nil && len(strict) > 0 {
-				err = strictErrors(strict)
-			}
-			if err != nil {
-				return nil, fmt.Errorf("%s, %s %s: %v", f, head.Kind, head.Metadata.Name, err)
-			}
-			out = append(out, manifest{file: filepath.Base(f), kind: head.Kind, name: head.Metadata.Name, obj: obj})
+		ms, err := decodeDocuments(f, body)
+		if err != nil {
+			return nil, err
 		}
+		out = append(out, ms...)
+	}
+	return out, nil
+}
+
+// decodeDocuments decodes the documents of one file's body (named f in
+// errors) as decodeManifests does.
+func decodeDocuments(f string, body []byte) ([]manifest, error) {
+	var out []manifest
+	for i, doc := range docSeparator.Split(string(body), -1) {
+		j, err := yaml.YAMLToJSONStrict([]byte(doc))
+		if err != nil {
+			return nil, fmt.Errorf("%s, document %d: %v", f, i+1, err)
+		}
+		if string(j) == "null" {
+			continue
+		}
+		var head struct {
+			APIVersion string `json:"apiVersion"`
+			Kind       string `json:"kind"`
+			Metadata   struct {
+				Name string `json:"name"`
+			} `json:"metadata"`
+		}
+		if err := json.Unmarshal(j, &head); err != nil {
+			return nil, fmt.Errorf("%s, document %d: %v", f, i+1, err)
+		}
+		mk, ok := kinds[head.APIVersion+"/"+head.Kind]
+		if !ok {
+			return nil, fmt.Errorf("%s, document %d: %s %s is not a kind this test knows", f, i+1, head.APIVersion, head.Kind)
+		}
+		obj := mk()
+		strict, err := kjson.UnmarshalStrict(j, obj)
+		if err == nil && len(strict) > 0 {
+			err = strictErrors(strict)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%s, %s %s: %v", f, head.Kind, head.Metadata.Name, err)
+		}
+		out = append(out, manifest{file: filepath.Base(f), kind: head.Kind, name: head.Metadata.Name, obj: obj})
 	}
 	return out, nil
 }
@@ -121,8 +135,29 @@ func find[T any](t *testing.T, ms []manifest, kind, name string) T {
 			return *m.obj.(*T)
 		}
 	}
-	t.Fatalf("no %s %s in %s", kind, name, manifestDir)
+	t.Fatalf("no %s %s in %s", kind, name, fileList(ms))
 	panic("unreachable")
+}
+
+// findAll returns every object of that kind.
+func findAll[T any](ms []manifest, kind string) []T {
+	var out []T
+	for _, m := range ms {
+		if m.kind == kind {
+			out = append(out, *m.obj.(*T))
+		}
+	}
+	return out
+}
+
+func fileList(ms []manifest) string {
+	var files []string
+	for _, m := range ms {
+		if !slices.Contains(files, m.file) {
+			files = append(files, m.file)
+		}
+	}
+	return strings.Join(files, ", ")
 }
 
 // kubeconformSchemas writes strict per-kind JSON schemas, in kubeconform's
@@ -221,6 +256,82 @@ func kubeconformSchemas(t *testing.T, swagger string) string {
 	return dir
 }
 
+// kubeconform returns a function that runs bin/kubeconform in strict
+// mode, against the strict per-kind schemas made from
+// bin/kubernetes-openapi.json, on files; it skips t (fails it with
+// EBPFNET_PRIVILEGED=require) when make kubernetes-tools has not made them.
+func kubeconform(t *testing.T) func(files ...string) (string, error) {
+	t.Helper()
+	kubeconform, swagger := kubernetesTools()
+	for _, f := range []string{kubeconform, swagger} {
+		if _, err := os.Stat(f); err != nil {
+			testenv.Missing(t, f+" is missing: run make kubernetes-tools, or make test")
+		}
+	}
+	schemas := kubeconformSchemas(t, swagger)
+	return func(files ...string) (string, error) {
+		args := append([]string{"-strict", "-summary", "-schema-location", schemas + "/{{ .ResourceKind }}{{ .KindSuffix }}.json"}, files...)
+		out, err := exec.Command(kubeconform, args...).CombinedOutput()
+		return string(out), err
+	}
+}
+
+// kubernetesTools are what make kubernetes-tools makes: kubeconform and
+// Kubernetes' OpenAPI definitions.
+func kubernetesTools() (kubeconform, swagger string) {
+	kubeconform, _ = filepath.Abs("../../bin/kubeconform")
+	swagger, _ = filepath.Abs("../../bin/kubernetes-openapi.json")
+	return kubeconform, swagger
+}
+
+// kubernetesToolsMade tells whether make kubernetes-tools made them.
+func kubernetesToolsMade() bool {
+	kubeconform, swagger := kubernetesTools()
+	_, err1 := os.Stat(kubeconform)
+	_, err2 := os.Stat(swagger)
+	return err1 == nil && err2 == nil
+}
+
+// checkKubeconform runs kubeconform on files, which hold n objects: every
+// one must be valid.
+func checkKubeconform(t *testing.T, run func(files ...string) (string, error), n int, files ...string) {
+	t.Helper()
+	out, err := run(files...)
+	if err != nil {
+		t.Fatalf("kubeconform: %v\n%s", err, out)
+	}
+	if want := fmt.Sprintf("Valid: %d, Invalid: 0, Errors: 0, Skipped: 0", n); !strings.Contains(out, want) {
+		t.Errorf("kubeconform: want %q in\n%s", want, out)
+	}
+}
+
+// checkTyposFail checks that kubeconform and strict decoding refuse the
+// file with a misspelt field and with a field in the wrong case.
+func checkTyposFail(t *testing.T, run func(files ...string) (string, error), file string) {
+	t.Helper()
+	for _, typo := range [][2]string{{"hostNetwork: true", "hostNetwrok: true"}, {"maxSurge: 0", "MaxSurge: 0"}} {
+		bad := filepath.Join(t.TempDir(), filepath.Base(file))
+		body, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Contains(body, []byte(typo[0])) {
+			t.Fatalf("%s has no %q", file, typo[0])
+		}
+		if err := os.WriteFile(bad, bytes.Replace(body, []byte(typo[0]), []byte(typo[1]), 1), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		field := strings.TrimSuffix(typo[1], ": true")
+		field = strings.TrimSuffix(field, ": 0")
+		if out, err := run(bad); err == nil || !strings.Contains(out, field) {
+			t.Errorf("kubeconform took %q: %v\n%s", typo[1], err, out)
+		}
+		if _, err := decodeManifests([]string{bad}); err == nil || !strings.Contains(err.Error(), field) {
+			t.Errorf("strict decoding took %q: %v", typo[1], err)
+		}
+	}
+}
+
 // The manifests under examples/kubernetes pass kubeconform in strict mode
 // against Kubernetes' own schemas and decode strictly into k8s.io/api
 // types, and a typo in them fails both; and they say what the rest of the
@@ -236,64 +347,18 @@ func TestKubernetesManifests(t *testing.T) {
 	}
 
 	t.Run("kubeconform", func(t *testing.T) {
-		kubeconform, _ := filepath.Abs("../../bin/kubeconform")
-		swagger, _ := filepath.Abs("../../bin/kubernetes-openapi.json")
-		for _, f := range []string{kubeconform, swagger} {
-			if _, err := os.Stat(f); err != nil {
-				testenv.Missing(t, f+" is missing: run make kubernetes-tools, or make test")
-			}
-		}
-		schemas := kubeconformSchemas(t, swagger)
-		run := func(files ...string) (string, error) {
-			args := append([]string{"-strict", "-summary", "-schema-location", schemas + "/{{ .ResourceKind }}{{ .KindSuffix }}.json"}, files...)
-			out, err := exec.Command(kubeconform, args...).CombinedOutput()
-			return string(out), err
-		}
-		out, err := run(files...)
-		if err != nil {
-			t.Fatalf("kubeconform: %v\n%s", err, out)
-		}
-		if want := fmt.Sprintf("Valid: %d, Invalid: 0, Errors: 0, Skipped: 0", len(ms)); !strings.Contains(out, want) {
-			t.Errorf("kubeconform: want %q in\n%s", want, out)
-		}
+		run := kubeconform(t)
+		checkKubeconform(t, run, len(ms), files...)
 		// The checks bite: a misspelt field, a field in the wrong case.
-		for _, typo := range [][2]string{{"hostNetwork: true", "hostNetwrok: true"}, {"maxSurge: 0", "MaxSurge: 0"}} {
-			bad := filepath.Join(t.TempDir(), "ebpfnet-daemonset.yaml")
-			body, err := os.ReadFile(filepath.Join(manifestDir, "ebpfnet-daemonset.yaml"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !bytes.Contains(body, []byte(typo[0])) {
-				t.Fatalf("ebpfnet-daemonset.yaml has no %q", typo[0])
-			}
-			if err := os.WriteFile(bad, bytes.Replace(body, []byte(typo[0]), []byte(typo[1]), 1), 0o644); err != nil {
-				t.Fatal(err)
-			}
-			field := strings.TrimSuffix(typo[1], ": true")
-			field = strings.TrimSuffix(field, ": 0")
-			if out, err := run(bad); err == nil || !strings.Contains(out, field) {
-				t.Errorf("kubeconform took %q: %v\n%s", typo[1], err, out)
-			}
-			if _, err := decodeManifests([]string{bad}); err == nil || !strings.Contains(err.Error(), field) {
-				t.Errorf("strict decoding took %q: %v", typo[1], err)
-			}
-		}
+		checkTyposFail(t, run, filepath.Join(manifestDir, "ebpfnet-daemonset.yaml"))
 	})
 
 	t.Run("configurations are the example files", func(t *testing.T) {
-		for _, c := range []struct{ configMap, key, file string }{
+		checkConfigMapsVerbatim(t, ms, []configFile{
 			{"ebpfnet-seccomp", "ebpfnet.json", "../container/seccomp.json"},
 			{"otelcol-ebpfnet-agent", "agent.yaml", "../otelcol/agent.yaml"},
 			{"ebpfnet-gateway", "gateway.yaml", "../otelcol/gateway.yaml"},
-		} {
-			want, err := os.ReadFile(filepath.Join(manifestDir, c.file))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if got := find[corev1.ConfigMap](t, ms, "ConfigMap", c.configMap).Data[c.key]; got != string(want) {
-				t.Errorf("ConfigMap %s: %s is not %s verbatim", c.configMap, c.key, c.file)
-			}
-		}
+		})
 	})
 
 	sidecar := find[appsv1.DaemonSet](t, ms, "DaemonSet", "ebpfnet")
@@ -303,149 +368,231 @@ func TestKubernetesManifests(t *testing.T) {
 	service := find[corev1.Service](t, ms, "Service", "ebpfnet-gateway")
 
 	t.Run("privileges", func(t *testing.T) {
-		counting := map[string]corev1.Container{
-			"DaemonSet ebpfnet":               container(t, sidecar.Spec.Template.Spec, "ebpfnet"),
-			"DaemonSet otelcol-ebpfnet-agent": container(t, agent.Spec.Template.Spec, "otelcol"),
-			"Deployment example-app":          container(t, app.Spec.Template.Spec, "ebpfnet"),
-		}
-		for what, c := range counting {
-			sc := c.SecurityContext
-			if sc == nil || sc.Capabilities == nil {
-				t.Errorf("%s: no capabilities", what)
-				continue
-			}
-			if got := fmt.Sprint(sc.Capabilities.Drop, sc.Capabilities.Add); got != "[ALL] [BPF NET_ADMIN]" {
-				t.Errorf("%s: capabilities drop, add %s; want [ALL] [BPF NET_ADMIN]", what, got)
-			}
-			if sc.Privileged != nil && *sc.Privileged || sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation ||
-				sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem {
-				t.Errorf("%s: want not privileged, no privilege escalation, a read-only root", what)
-			}
-			// Kubernetes gives added capabilities to uid 0 alone.
-			if sc.RunAsUser == nil || *sc.RunAsUser != 0 {
-				t.Errorf("%s: runAsUser %v; the capabilities need uid 0 under Kubernetes", what, sc.RunAsUser)
-			}
-			if p := sc.SeccompProfile; p == nil || p.Type != corev1.SeccompProfileTypeLocalhost || p.LocalhostProfile == nil || *p.LocalhostProfile != "ebpfnet.json" {
-				t.Errorf("%s: seccomp profile %+v; want Localhost ebpfnet.json", what, p)
-			}
-		}
+		checkCounting(t, "DaemonSet ebpfnet", container(t, sidecar.Spec.Template.Spec, "ebpfnet"))
+		checkCounting(t, "DaemonSet otelcol-ebpfnet-agent", container(t, agent.Spec.Template.Spec, "otelcol"))
+		checkCounting(t, "Deployment example-app", container(t, app.Spec.Template.Spec, "ebpfnet"))
 		// The DaemonSets install the profile where the kubelet reads it,
 		// under the name the containers give.
 		for _, ds := range []appsv1.DaemonSet{sidecar, agent} {
-			spec := ds.Spec.Template.Spec
-			init := container(t, spec, "seccomp-profile")
-			if got := strings.Join(init.Command, " "); got != "cp /profile/ebpfnet.json /seccomp/ebpfnet.json" {
-				t.Errorf("DaemonSet %s: seccomp-profile runs %q", ds.Name, got)
-			}
-			if v := volume(t, spec, mountOf(t, init, "/seccomp")); v.HostPath == nil || v.HostPath.Path != "/var/lib/kubelet/seccomp" {
-				t.Errorf("DaemonSet %s: the profile goes to %+v, not the kubelet's seccomp directory", ds.Name, v.VolumeSource)
-			}
-			if v := volume(t, spec, mountOf(t, init, "/profile")); v.ConfigMap == nil || v.ConfigMap.Name != "ebpfnet-seccomp" {
-				t.Errorf("DaemonSet %s: the profile comes from %+v, not ConfigMap ebpfnet-seccomp", ds.Name, v.VolumeSource)
-			}
-			if !spec.HostNetwork || spec.DNSPolicy != corev1.DNSClusterFirstWithHostNet {
-				t.Errorf("DaemonSet %s: want hostNetwork with dnsPolicy ClusterFirstWithHostNet", ds.Name)
-			}
-			if u := ds.Spec.UpdateStrategy.RollingUpdate; u == nil || u.MaxSurge == nil || u.MaxSurge.IntValue() != 0 {
-				t.Errorf("DaemonSet %s: maxSurge must be 0 (one owner per pin path, one identity per node)", ds.Name)
-			}
+			checkAgentDaemonSet(t, ds, "ebpfnet-seccomp")
 		}
-		if sc := gateway.Spec.Template.Spec.SecurityContext; sc == nil || sc.RunAsNonRoot == nil || !*sc.RunAsNonRoot {
-			t.Errorf("gateway: want runAsNonRoot")
-		}
-		if c := container(t, gateway.Spec.Template.Spec, "otelcol").SecurityContext; c == nil || c.Capabilities == nil || len(c.Capabilities.Add) != 0 {
-			t.Errorf("gateway: wants no capability")
-		}
+		checkGatewayPrivileges(t, gateway)
 	})
 
 	t.Run("pin path on the node's bpffs", func(t *testing.T) {
-		spec := sidecar.Spec.Template.Spec
-		c := container(t, spec, "ebpfnet")
-		i := slices.Index(c.Args, "--pin-path")
-		if i < 0 || i+1 >= len(c.Args) {
-			t.Fatalf("DaemonSet ebpfnet: no --pin-path in %q", c.Args)
-		}
-		mount := mountOf(t, c, "/sys/fs/bpf")
-		if !strings.HasPrefix(c.Args[i+1], "/sys/fs/bpf/") || mount.ReadOnly {
-			t.Errorf("DaemonSet ebpfnet: pin path %s, mount %+v", c.Args[i+1], mount)
-		}
-		if v := volume(t, spec, mount); v.HostPath == nil || v.HostPath.Path != "/sys/fs/bpf" {
-			t.Errorf("DaemonSet ebpfnet: /sys/fs/bpf is %+v, not the node's", v.VolumeSource)
-		}
+		checkPinPath(t, sidecar, "/sys/fs/bpf/ebpfnet")
 	})
 
 	t.Run("they send to the gateway", func(t *testing.T) {
-		ports := map[string]bool{}
-		for _, p := range service.Spec.Ports {
-			ports[fmt.Sprint(p.Port)] = true
-			if p.TargetPort.StrVal == "" || !slices.ContainsFunc(container(t, gateway.Spec.Template.Spec, "otelcol").Ports, func(c corev1.ContainerPort) bool { return c.Name == p.TargetPort.StrVal }) {
-				t.Errorf("Service port %s: target %v is no port of the gateway's", p.Name, p.TargetPort)
-			}
-		}
-		if !ports["4317"] || !ports["4318"] {
-			t.Errorf("Service ebpfnet-gateway: ports %v, want OTLP gRPC 4317 and HTTP 4318", ports)
-		}
-		host := service.Name + "." + service.Namespace + ".svc:4317"
-		for what, env := range map[string]map[string]string{
-			"DaemonSet ebpfnet":               envOf(t, container(t, sidecar.Spec.Template.Spec, "ebpfnet"), nil),
-			"Deployment example-app":          envOf(t, container(t, app.Spec.Template.Spec, "ebpfnet"), nil),
-			"DaemonSet otelcol-ebpfnet-agent": envOf(t, container(t, agent.Spec.Template.Spec, "otelcol"), nil),
-		} {
-			if got := env["OTEL_EXPORTER_OTLP_ENDPOINT"] + env["OTLP_GATEWAY"]; strings.TrimPrefix(got, "http://") != host {
-				t.Errorf("%s sends to %q, not %s", what, got, host)
-			}
-		}
+		checkSendToGateway(t, service, gateway, map[string]corev1.Container{
+			"DaemonSet ebpfnet":               container(t, sidecar.Spec.Template.Spec, "ebpfnet"),
+			"Deployment example-app":          container(t, app.Spec.Template.Spec, "ebpfnet"),
+			"DaemonSet otelcol-ebpfnet-agent": container(t, agent.Spec.Template.Spec, "otelcol"),
+		})
 	})
 
 	// The sidecar takes its arguments and environment, as given (the
 	// downward API's values stand in), and so does the Collector its
 	// configuration.
 	t.Run("the binaries accept them", func(t *testing.T) {
-		downward := map[string]string{"spec.nodeName": "node1", "status.podIP": "10.0.0.1", "metadata.name": "pod1", "metadata.namespace": "ns1"}
-		for what, c := range map[string]corev1.Container{
-			"DaemonSet ebpfnet":      container(t, sidecar.Spec.Template.Spec, "ebpfnet"),
-			"Deployment example-app": container(t, app.Spec.Template.Spec, "ebpfnet"),
-		} {
-			cmd := exec.Command(binary(t), append(slices.Clone(c.Args), "--check-config")...)
-			cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
-			for k, v := range envOf(t, c, downward) {
-				cmd.Env = append(cmd.Env, k+"="+v)
-			}
-			if out, err := cmd.CombinedOutput(); err != nil {
-				t.Errorf("%s: ebpfnet %s --check-config: %v\n%s", what, strings.Join(c.Args, " "), err, out)
-			}
-		}
-		otelcol, _ := filepath.Abs("../../bin/otelcol-ebpfnet")
-		if _, err := os.Stat(otelcol); err != nil {
-			testenv.Missing(t, "bin/otelcol-ebpfnet is not built: run make otelcol, or make test")
-		}
-		for what, spec := range map[string]corev1.PodSpec{"DaemonSet otelcol-ebpfnet-agent": agent.Spec.Template.Spec, "Deployment ebpfnet-gateway": gateway.Spec.Template.Spec} {
-			c := container(t, spec, "otelcol")
-			args := slices.Clone(c.Args)
-			dir := mountOf(t, c, "/etc/otelcol-ebpfnet")
-			cm := volume(t, spec, dir).ConfigMap
-			if cm == nil {
-				t.Fatalf("%s: /etc/otelcol-ebpfnet is no ConfigMap", what)
-			}
-			tmp := t.TempDir()
-			for k, v := range find[corev1.ConfigMap](t, ms, "ConfigMap", cm.Name).Data {
-				if err := os.WriteFile(filepath.Join(tmp, k), []byte(v), 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			for i := range args {
-				args[i] = strings.ReplaceAll(args[i], "/etc/otelcol-ebpfnet", tmp)
-			}
-			cmd := exec.Command(otelcol, append([]string{"validate"}, args...)...)
-			cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
-			for k, v := range envOf(t, c, downward) {
-				cmd.Env = append(cmd.Env, k+"="+v)
-			}
-			if out, err := cmd.CombinedOutput(); err != nil {
-				t.Errorf("%s: otelcol-ebpfnet validate %s: %v\n%s", what, strings.Join(c.Args, " "), err, out)
-			}
-		}
+		checkBinariesAccept(t, ms,
+			map[string]corev1.Container{
+				"DaemonSet ebpfnet":      container(t, sidecar.Spec.Template.Spec, "ebpfnet"),
+				"Deployment example-app": container(t, app.Spec.Template.Spec, "ebpfnet"),
+			},
+			map[string]corev1.PodSpec{
+				"DaemonSet otelcol-ebpfnet-agent": agent.Spec.Template.Spec,
+				"Deployment ebpfnet-gateway":      gateway.Spec.Template.Spec,
+			})
 	})
+}
+
+// configFile is a ConfigMap whose one key holds a file (relative to
+// examples/kubernetes) byte for byte.
+type configFile struct{ configMap, key, file string }
+
+func checkConfigMapsVerbatim(t *testing.T, ms []manifest, files []configFile) {
+	t.Helper()
+	for _, c := range files {
+		want, err := os.ReadFile(filepath.Join(manifestDir, c.file))
+		if err != nil {
+			t.Fatal(err)
+		}
+		data := find[corev1.ConfigMap](t, ms, "ConfigMap", c.configMap).Data
+		if len(data) != 1 || data[c.key] != string(want) {
+			t.Errorf("ConfigMap %s: %s is not %s verbatim (keys %v)", c.configMap, c.key, c.file, slices.Sorted(maps.Keys(data)))
+		}
+	}
+}
+
+// checkCounting checks a container that counts: CAP_BPF and CAP_NET_ADMIN
+// and nothing else, not privileged, no privilege escalation, a read-only
+// root, uid 0, the Localhost seccomp profile ebpfnet.json.
+func checkCounting(t *testing.T, what string, c corev1.Container) {
+	t.Helper()
+	sc := c.SecurityContext
+	if sc == nil || sc.Capabilities == nil {
+		t.Errorf("%s: no capabilities", what)
+		return
+	}
+	if got := fmt.Sprint(sc.Capabilities.Drop, sc.Capabilities.Add); got != "[ALL] [BPF NET_ADMIN]" {
+		t.Errorf("%s: capabilities drop, add %s; want [ALL] [BPF NET_ADMIN]", what, got)
+	}
+	if sc.Privileged != nil && *sc.Privileged || sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation ||
+		sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem {
+		t.Errorf("%s: want not privileged, no privilege escalation, a read-only root", what)
+	}
+	// Kubernetes gives added capabilities to uid 0 alone.
+	if sc.RunAsUser == nil || *sc.RunAsUser != 0 {
+		t.Errorf("%s: runAsUser %v; the capabilities need uid 0 under Kubernetes", what, sc.RunAsUser)
+	}
+	if p := sc.SeccompProfile; p == nil || p.Type != corev1.SeccompProfileTypeLocalhost || p.LocalhostProfile == nil || *p.LocalhostProfile != "ebpfnet.json" {
+		t.Errorf("%s: seccomp profile %+v; want Localhost ebpfnet.json", what, p)
+	}
+}
+
+// checkAgentDaemonSet checks a counting DaemonSet: its init container
+// copies the profile from the ConfigMap into the kubelet's seccomp
+// directory, under the name the containers give, with no capability; it
+// runs on the host network with the cluster's DNS; it rolls with maxSurge
+// 0; and no container in it has more than the counting ones.
+func checkAgentDaemonSet(t *testing.T, ds appsv1.DaemonSet, seccompConfigMap string) {
+	t.Helper()
+	spec := ds.Spec.Template.Spec
+	init := container(t, spec, "seccomp-profile")
+	if got := strings.Join(init.Command, " "); got != "cp /profile/ebpfnet.json /seccomp/ebpfnet.json" {
+		t.Errorf("DaemonSet %s: seccomp-profile runs %q", ds.Name, got)
+	}
+	if v := volume(t, spec, mountOf(t, init, "/seccomp")); v.HostPath == nil || v.HostPath.Path != "/var/lib/kubelet/seccomp" {
+		t.Errorf("DaemonSet %s: the profile goes to %+v, not the kubelet's seccomp directory", ds.Name, v.VolumeSource)
+	}
+	if v := volume(t, spec, mountOf(t, init, "/profile")); v.ConfigMap == nil || v.ConfigMap.Name != seccompConfigMap {
+		t.Errorf("DaemonSet %s: the profile comes from %+v, not ConfigMap %s", ds.Name, v.VolumeSource, seccompConfigMap)
+	}
+	if sc := init.SecurityContext; sc == nil || sc.Capabilities == nil || fmt.Sprint(sc.Capabilities.Drop, sc.Capabilities.Add) != "[ALL] []" ||
+		sc.Privileged != nil && *sc.Privileged || sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation {
+		t.Errorf("DaemonSet %s: the init container wants no capability and no privilege: %+v", ds.Name, sc)
+	}
+	if !spec.HostNetwork || spec.DNSPolicy != corev1.DNSClusterFirstWithHostNet {
+		t.Errorf("DaemonSet %s: want hostNetwork with dnsPolicy ClusterFirstWithHostNet", ds.Name)
+	}
+	if u := ds.Spec.UpdateStrategy.RollingUpdate; u == nil || u.MaxSurge == nil || u.MaxSurge.IntValue() != 0 {
+		t.Errorf("DaemonSet %s: maxSurge must be 0 (one owner per pin path, one identity per node)", ds.Name)
+	}
+	if spec.HostPID || spec.HostIPC || spec.ShareProcessNamespace != nil && *spec.ShareProcessNamespace {
+		t.Errorf("DaemonSet %s: host PID, host IPC or a shared process namespace", ds.Name)
+	}
+	if spec.AutomountServiceAccountToken == nil || *spec.AutomountServiceAccountToken {
+		t.Errorf("DaemonSet %s: mounts a service account token", ds.Name)
+	}
+}
+
+// checkGatewayPrivileges: the gateway runs as nobody with no capability.
+func checkGatewayPrivileges(t *testing.T, gateway appsv1.Deployment) {
+	t.Helper()
+	if sc := gateway.Spec.Template.Spec.SecurityContext; sc == nil || sc.RunAsNonRoot == nil || !*sc.RunAsNonRoot {
+		t.Errorf("gateway: want runAsNonRoot")
+	}
+	if c := container(t, gateway.Spec.Template.Spec, "otelcol").SecurityContext; c == nil || c.Capabilities == nil || len(c.Capabilities.Add) != 0 {
+		t.Errorf("gateway: wants no capability")
+	}
+}
+
+// checkPinPath checks that the DaemonSet's ebpfnet pins in pinPath, on
+// the node's bpffs mounted read-write.
+func checkPinPath(t *testing.T, ds appsv1.DaemonSet, pinPath string) {
+	t.Helper()
+	spec := ds.Spec.Template.Spec
+	c := container(t, spec, "ebpfnet")
+	i := slices.Index(c.Args, "--pin-path")
+	if i < 0 || i+1 >= len(c.Args) {
+		t.Fatalf("DaemonSet %s: no --pin-path in %q", ds.Name, c.Args)
+	}
+	mount := mountOf(t, c, "/sys/fs/bpf")
+	if c.Args[i+1] != pinPath || !strings.HasPrefix(c.Args[i+1], "/sys/fs/bpf/") || mount.ReadOnly {
+		t.Errorf("DaemonSet %s: pin path %s, mount %+v", ds.Name, c.Args[i+1], mount)
+	}
+	if v := volume(t, spec, mount); v.HostPath == nil || v.HostPath.Path != "/sys/fs/bpf" {
+		t.Errorf("DaemonSet %s: /sys/fs/bpf is %+v, not the node's", ds.Name, v.VolumeSource)
+	}
+}
+
+// checkSendToGateway checks that the Service reaches the gateway's OTLP
+// ports and that the containers send OTLP to it.
+func checkSendToGateway(t *testing.T, service corev1.Service, gateway appsv1.Deployment, senders map[string]corev1.Container) {
+	t.Helper()
+	ports := map[string]bool{}
+	for _, p := range service.Spec.Ports {
+		ports[fmt.Sprint(p.Port)] = true
+		if p.TargetPort.StrVal == "" || !slices.ContainsFunc(container(t, gateway.Spec.Template.Spec, "otelcol").Ports, func(c corev1.ContainerPort) bool { return c.Name == p.TargetPort.StrVal }) {
+			t.Errorf("Service port %s: target %v is no port of the gateway's", p.Name, p.TargetPort)
+		}
+	}
+	if !ports["4317"] || !ports["4318"] {
+		t.Errorf("Service %s: ports %v, want OTLP gRPC 4317 and HTTP 4318", service.Name, ports)
+	}
+	if sel := labels.SelectorFromSet(service.Spec.Selector); len(service.Spec.Selector) == 0 || !sel.Matches(labels.Set(gateway.Spec.Template.Labels)) {
+		t.Errorf("Service %s: selector %v does not select the gateway's pods %v", service.Name, service.Spec.Selector, gateway.Spec.Template.Labels)
+	}
+	host := service.Name + "." + service.Namespace + ".svc:4317"
+	for what, c := range senders {
+		env := envOf(t, c, nil)
+		if got := env["OTEL_EXPORTER_OTLP_ENDPOINT"] + env["OTLP_GATEWAY"]; strings.TrimPrefix(got, "http://") != host {
+			t.Errorf("%s sends to %q, not %s", what, got, host)
+		}
+	}
+}
+
+// checkBinariesAccept runs the sidecar with each container's arguments
+// and environment and --check-config, and otelcol-ebpfnet validate with
+// each pod's otelcol container's arguments, environment and ConfigMap
+// (the downward API's values stand in).
+func checkBinariesAccept(t *testing.T, ms []manifest, sidecars map[string]corev1.Container, collectors map[string]corev1.PodSpec) {
+	t.Helper()
+	downward := map[string]string{"spec.nodeName": "node1", "status.podIP": "10.0.0.1", "metadata.name": "pod1", "metadata.namespace": "ns1"}
+	for what, c := range sidecars {
+		cmd := exec.Command(binary(t), append(slices.Clone(c.Args), "--check-config")...)
+		cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
+		for k, v := range envOf(t, c, downward) {
+			cmd.Env = append(cmd.Env, k+"="+v)
+		}
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Errorf("%s: ebpfnet %s --check-config: %v\n%s", what, strings.Join(c.Args, " "), err, out)
+		}
+	}
+	if len(collectors) == 0 {
+		return
+	}
+	otelcol, _ := filepath.Abs("../../bin/otelcol-ebpfnet")
+	if _, err := os.Stat(otelcol); err != nil {
+		testenv.Missing(t, "bin/otelcol-ebpfnet is not built: run make otelcol, or make test")
+	}
+	for what, spec := range collectors {
+		c := container(t, spec, "otelcol")
+		args := slices.Clone(c.Args)
+		dir := mountOf(t, c, "/etc/otelcol-ebpfnet")
+		cm := volume(t, spec, dir).ConfigMap
+		if cm == nil {
+			t.Fatalf("%s: /etc/otelcol-ebpfnet is no ConfigMap", what)
+		}
+		tmp := t.TempDir()
+		for k, v := range find[corev1.ConfigMap](t, ms, "ConfigMap", cm.Name).Data {
+			if err := os.WriteFile(filepath.Join(tmp, k), []byte(v), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for i := range args {
+			args[i] = strings.ReplaceAll(args[i], "/etc/otelcol-ebpfnet", tmp)
+		}
+		cmd := exec.Command(otelcol, append([]string{"validate"}, args...)...)
+		cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
+		for k, v := range envOf(t, c, downward) {
+			cmd.Env = append(cmd.Env, k+"="+v)
+		}
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Errorf("%s: otelcol-ebpfnet validate %s: %v\n%s", what, strings.Join(c.Args, " "), err, out)
+		}
+	}
 }
 
 func container(t *testing.T, spec corev1.PodSpec, name string) corev1.Container {

@@ -1,0 +1,501 @@
+package main
+
+import (
+	"bytes"
+	"cmp"
+	"fmt"
+	"maps"
+	"os"
+	"path"
+	"path/filepath"
+	"reflect"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+
+	"helm.sh/helm/v4/pkg/chart/common"
+	chartutil "helm.sh/helm/v4/pkg/chart/common/util"
+	"helm.sh/helm/v4/pkg/chart/v2/lint"
+	"helm.sh/helm/v4/pkg/chart/v2/lint/support"
+	"helm.sh/helm/v4/pkg/chart/v2/loader"
+	"helm.sh/helm/v4/pkg/engine"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"sigs.k8s.io/yaml"
+)
+
+const chartDir = "../../charts/ebpfnet"
+
+// kubeCapabilities are Helm's default capabilities (what helm template
+// assumes without a cluster), for the Kubernetes release whose API the
+// k8s.io/api module in go.mod is (v0.37.2: v1.37.2), as the Helm CLI
+// derives it from its client-go, and as bin/kubernetes-openapi.json is.
+// (Test binaries carry no module versions, so go.mod says it.)
+func kubeCapabilities(t *testing.T) *common.Capabilities {
+	t.Helper()
+	mod, err := os.ReadFile("../../go.mod")
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := regexp.MustCompile(`(?m)^\s*k8s\.io/api v0\.(\d+\.\d+)\s`).FindSubmatch(mod)
+	if v == nil {
+		t.Fatal("go.mod: no k8s.io/api v0.x.y")
+	}
+	kv, err := common.ParseKubeVersion("v1." + string(v[1]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	caps := common.DefaultCapabilities.Copy()
+	caps.KubeVersion = *kv
+	return caps
+}
+
+// helmTemplate renders the chart as helm template does: the values over
+// values.yaml, checked against values.schema.json, the release's name and
+// namespace, the templates through Helm's engine. It returns the rendered
+// files by template path, without the empty ones and NOTES.txt (which
+// must render too).
+func helmTemplate(t *testing.T, release, namespace string, values map[string]any) (map[string]string, error) {
+	t.Helper()
+	ch, err := loader.Load(chartDir)
+	if err != nil {
+		t.Fatalf("loading %s: %v", chartDir, err)
+	}
+	vals, err := chartutil.ToRenderValuesWithSchemaValidation(ch, values,
+		common.ReleaseOptions{Name: release, Namespace: namespace, Revision: 1, IsInstall: true}, kubeCapabilities(t), false)
+	if err != nil {
+		return nil, err
+	}
+	files, err := engine.Render(ch, vals)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]string{}
+	for name, body := range files {
+		if path.Base(name) == "NOTES.txt" {
+			if strings.TrimSpace(body) == "" {
+				t.Errorf("%s renders empty", name)
+			}
+			continue
+		}
+		if strings.TrimSpace(body) != "" {
+			out[name] = body
+		}
+	}
+	return out, nil
+}
+
+// parseValues reads values given as YAML, as helm --values does.
+func parseValues(t *testing.T, s string) map[string]any {
+	t.Helper()
+	v := map[string]any{}
+	if err := yaml.Unmarshal([]byte(s), &v); err != nil {
+		t.Fatalf("values %q: %v", s, err)
+	}
+	return v
+}
+
+// rendered is one rendering of the chart: its files written out for
+// kubeconform and decoded strictly.
+type rendered struct {
+	files []string
+	ms    []manifest
+}
+
+func renderChart(t *testing.T, release, namespace, values string) rendered {
+	t.Helper()
+	files, err := helmTemplate(t, release, namespace, parseValues(t, values))
+	if err != nil {
+		t.Fatalf("helm template with %q: %v", values, err)
+	}
+	dir := t.TempDir()
+	var r rendered
+	for _, name := range slices.Sorted(maps.Keys(files)) {
+		f := filepath.Join(dir, path.Base(name))
+		if err := os.WriteFile(f, []byte(files[name]), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		ms, err := decodeDocuments(f, []byte(files[name]))
+		if err != nil {
+			t.Fatalf("strict decoding of %s: %v", name, err)
+		}
+		r.files = append(r.files, f)
+		r.ms = append(r.ms, ms...)
+	}
+	return r
+}
+
+// objects lists the rendering's objects as "Kind name".
+func (r rendered) objects() []string {
+	var out []string
+	for _, m := range r.ms {
+		out = append(out, m.kind+" "+m.name)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// The chart: helm lint finds nothing to warn about, for the default
+// values and every variant below; with the default values it renders
+// exactly the objects of examples/kubernetes (the sidecar's DaemonSet, the
+// seccomp profile, the gateway), and with mode collector the Collector
+// agent's instead of the sidecar's; and every rendering passes the checks
+// the plain manifests get (TestKubernetesManifests): kubeconform strict,
+// strict decoding, the configurations verbatim, the two capabilities and
+// nothing privileged, the pin path, the endpoint, the binaries accepting
+// their arguments, environment and configuration.
+func TestHelmChart(t *testing.T) {
+	// kubeconform's schemas, made once (they take a while) if
+	// make kubernetes-tools made what they come from; else each
+	// kubeconform subtest skips.
+	var kc func(files ...string) (string, error)
+	if kubernetesToolsMade() {
+		kc = kubeconform(t)
+	}
+	run := func(t *testing.T) func(files ...string) (string, error) {
+		if kc == nil {
+			return kubeconform(t)
+		}
+		return kc
+	}
+
+	t.Run("files are the examples", func(t *testing.T) {
+		for file, example := range map[string]string{
+			"files/seccomp.json": "../../examples/container/seccomp.json",
+			"files/agent.yaml":   "../../examples/otelcol/agent.yaml",
+			"files/gateway.yaml": "../../examples/otelcol/gateway.yaml",
+		} {
+			got, err := os.ReadFile(filepath.Join(chartDir, file))
+			if err != nil {
+				t.Fatal(err)
+			}
+			want, err := os.ReadFile(example)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got, want) {
+				t.Errorf("charts/ebpfnet/%s is not %s byte for byte: copy it again", file, strings.TrimPrefix(example, "../../"))
+			}
+		}
+	})
+
+	// The default values render examples/kubernetes' objects, the same
+	// once decoded: the DaemonSet of ebpfnet-daemonset.yaml, the
+	// ConfigMap of seccomp-profile.yaml, everything in gateway.yaml.
+	t.Run("default values are the examples", func(t *testing.T) {
+		r := renderChart(t, "ebpfnet", "ebpfnet", "")
+		checkSameObjects(t, r, "ebpfnet-daemonset.yaml", "seccomp-profile.yaml", "gateway.yaml")
+	})
+	t.Run("mode collector is otelcol-agent.yaml", func(t *testing.T) {
+		r := renderChart(t, "ebpfnet", "ebpfnet", "mode: collector")
+		checkSameObjects(t, r, "otelcol-agent.yaml", "seccomp-profile.yaml", "gateway.yaml")
+	})
+
+	type variant struct {
+		name, release, namespace, values string
+		check                            func(t *testing.T, r rendered)
+	}
+	variants := []variant{
+		{name: "default", check: func(t *testing.T, r rendered) {
+			checkPinPath(t, find[appsv1.DaemonSet](t, r.ms, "DaemonSet", "ebpfnet"), "/sys/fs/bpf/ebpfnet")
+		}},
+		{name: "sidecar", values: "mode: sidecar\nattach: tcx\ninterfaces: {include: ['eth*', 'ens*', '/^veth[0-9a-f]+$/'], exclude: [lo, 'docker*']}\npinPath: /sys/fs/bpf/ebpfnet/node",
+			check: func(t *testing.T, r rendered) {
+				ds := find[appsv1.DaemonSet](t, r.ms, "DaemonSet", "ebpfnet")
+				checkPinPath(t, ds, "/sys/fs/bpf/ebpfnet/node")
+				checkArgs(t, container(t, ds.Spec.Template.Spec, "ebpfnet"), "--pin-path", "/sys/fs/bpf/ebpfnet/node", "--attach", "tcx",
+					"--interfaces", "eth*,ens*,/^veth[0-9a-f]+$/", "--exclude", "lo,docker*")
+			}},
+		{name: "collector", values: "mode: collector\nattach: tc\ninterfaces: {include: ['eth*', '*'], exclude: [lo, 'docker*']}",
+			check: func(t *testing.T, r rendered) {
+				ds := find[appsv1.DaemonSet](t, r.ms, "DaemonSet", "otelcol-ebpfnet-agent")
+				checkArgs(t, container(t, ds.Spec.Template.Spec, "otelcol"), "--config=/etc/otelcol-ebpfnet/agent.yaml",
+					"--set=receivers::ebpfnet::attach=tc",
+					`--set=receivers::ebpfnet::interfaces::include=["eth*","*"]`,
+					`--set=receivers::ebpfnet::interfaces::exclude=["lo","docker*"]`)
+			}},
+		{name: "gateway off", values: "gateway: {enabled: false}\nexporter: {otlpEndpoint: 'https://otlp.example.com:4317'}",
+			check: func(t *testing.T, r rendered) {
+				env := envOf(t, container(t, find[appsv1.DaemonSet](t, r.ms, "DaemonSet", "ebpfnet").Spec.Template.Spec, "ebpfnet"), nil)
+				if got := env["OTEL_EXPORTER_OTLP_ENDPOINT"]; got != "https://otlp.example.com:4317" {
+					t.Errorf("the sidecar sends to %q", got)
+				}
+			}},
+		{name: "collector gateway off", values: "mode: collector\ngateway: {enabled: false}\nexporter: {otlpEndpoint: 'otlp.example.com:4317'}",
+			check: func(t *testing.T, r rendered) {
+				env := envOf(t, container(t, find[appsv1.DaemonSet](t, r.ms, "DaemonSet", "otelcol-ebpfnet-agent").Spec.Template.Spec, "otelcol"), nil)
+				if got := env["OTLP_GATEWAY"]; got != "otlp.example.com:4317" {
+					t.Errorf("the collector sends to %q", got)
+				}
+			}},
+		{name: "no pins", values: `pinPath: ""`,
+			check: func(t *testing.T, r rendered) {
+				spec := find[appsv1.DaemonSet](t, r.ms, "DaemonSet", "ebpfnet").Spec.Template.Spec
+				c := container(t, spec, "ebpfnet")
+				if len(c.Args) != 0 || len(c.VolumeMounts) != 0 || slices.ContainsFunc(spec.Volumes, func(v corev1.Volume) bool { return v.Name == "bpffs" }) {
+					t.Errorf("no pin path, yet args %q, mounts %+v, volumes %+v", c.Args, c.VolumeMounts, spec.Volumes)
+				}
+			}},
+		{name: "attach tc", values: "attach: tc",
+			check: func(t *testing.T, r rendered) {
+				ds := find[appsv1.DaemonSet](t, r.ms, "DaemonSet", "ebpfnet")
+				checkArgs(t, container(t, ds.Spec.Template.Spec, "ebpfnet"), "--pin-path", "/sys/fs/bpf/ebpfnet", "--attach", "tc")
+			}},
+		{name: "custom tolerations", values: "tolerations: [{key: dedicated, operator: Equal, value: net, effect: NoSchedule}]\nnodeSelector: {kubernetes.io/os: linux}\npriorityClassName: system-node-critical",
+			check: func(t *testing.T, r rendered) {
+				spec := find[appsv1.DaemonSet](t, r.ms, "DaemonSet", "ebpfnet").Spec.Template.Spec
+				want := []corev1.Toleration{{Key: "dedicated", Operator: corev1.TolerationOpEqual, Value: "net", Effect: corev1.TaintEffectNoSchedule}}
+				if !reflect.DeepEqual(spec.Tolerations, want) || spec.NodeSelector["kubernetes.io/os"] != "linux" || spec.PriorityClassName != "system-node-critical" {
+					t.Errorf("tolerations %+v, nodeSelector %v, priorityClassName %q", spec.Tolerations, spec.NodeSelector, spec.PriorityClassName)
+				}
+			}},
+		{name: "no tolerations", values: "tolerations: []",
+			check: func(t *testing.T, r rendered) {
+				if spec := find[appsv1.DaemonSet](t, r.ms, "DaemonSet", "ebpfnet").Spec.Template.Spec; spec.Tolerations != nil {
+					t.Errorf("tolerations %+v", spec.Tolerations)
+				}
+			}},
+		{name: "otlp only", values: "exporter: {metricsExporter: [otlp]}",
+			check: func(t *testing.T, r rendered) {
+				c := container(t, find[appsv1.DaemonSet](t, r.ms, "DaemonSet", "ebpfnet").Spec.Template.Spec, "ebpfnet")
+				env := envOf(t, c, nil)
+				if env["OTEL_METRICS_EXPORTER"] != "otlp" || env["OTEL_EXPORTER_PROMETHEUS_PORT"] != "" || c.LivenessProbe != nil || len(c.Ports) != 0 {
+					t.Errorf("without prometheus: env %v, probe %+v, ports %+v", env, c.LivenessProbe, c.Ports)
+				}
+			}},
+		{name: "prometheus only, gateway off", values: "exporter: {metricsExporter: [prometheus]}\ngateway: {enabled: false}\nsidecar: {prometheusPort: 9100}",
+			check: func(t *testing.T, r rendered) {
+				c := container(t, find[appsv1.DaemonSet](t, r.ms, "DaemonSet", "ebpfnet").Spec.Template.Spec, "ebpfnet")
+				env := envOf(t, c, nil)
+				if env["OTEL_EXPORTER_OTLP_ENDPOINT"] != "" || env["OTEL_EXPORTER_PROMETHEUS_PORT"] != "9100" || len(c.Ports) != 1 || c.Ports[0].ContainerPort != 9100 {
+					t.Errorf("prometheus on 9100 alone: env %v, ports %+v", env, c.Ports)
+				}
+			}},
+		{name: "another release", release: "net", namespace: "monitoring",
+			values: "sidecar: {image: {repository: ghcr.io/example/ebpfnet, tag: '0.1.0', pullPolicy: IfNotPresent}, extraEnv: [{name: GOGC, value: '100'}, {name: OTEL_SERVICE_NAME, value: ebpfnet-$(NODE_NAME)}], resources: {requests: {cpu: 50m, memory: 96Mi}, limits: {memory: 192Mi}}}\n" +
+				"gateway: {image: {repository: ghcr.io/example/otelcol-ebpfnet, tag: '0.1.0'}, backendOtlpEndpoint: 'http://prometheus.monitoring.svc:9090/api/v1/otlp', autoscaling: {minReplicas: 3, maxReplicas: 5, targetCPUUtilizationPercentage: 60}, podDisruptionBudget: {minAvailable: 2}}",
+			check: func(t *testing.T, r rendered) {
+				if got, want := r.objects(), []string{"ConfigMap net-ebpfnet-gateway", "ConfigMap net-ebpfnet-seccomp", "DaemonSet net-ebpfnet",
+					"Deployment net-ebpfnet-gateway", "HorizontalPodAutoscaler net-ebpfnet-gateway", "PodDisruptionBudget net-ebpfnet-gateway",
+					"Service net-ebpfnet-gateway", "ServiceAccount net-ebpfnet", "ServiceAccount net-ebpfnet-gateway"}; !slices.Equal(got, want) {
+					t.Errorf("objects %q, want %q", got, want)
+				}
+				for _, m := range r.ms {
+					if ns := reflect.ValueOf(m.obj).Elem().FieldByName("Namespace").String(); ns != "monitoring" {
+						t.Errorf("%s %s in namespace %q", m.kind, m.name, ns)
+					}
+				}
+				c := container(t, find[appsv1.DaemonSet](t, r.ms, "DaemonSet", "net-ebpfnet").Spec.Template.Spec, "ebpfnet")
+				env := envOf(t, c, map[string]string{"spec.nodeName": "node1"})
+				if c.Image != "ghcr.io/example/ebpfnet:0.1.0" || c.ImagePullPolicy != corev1.PullIfNotPresent || env["GOGC"] != "100" ||
+					env["OTEL_SERVICE_NAME"] != "ebpfnet-node1" || c.Resources.Limits.Memory().String() != "192Mi" {
+					t.Errorf("sidecar image %s %s, env %v, resources %+v", c.Image, c.ImagePullPolicy, env, c.Resources)
+				}
+				if c.Env[len(c.Env)-1].Name != "OTEL_SERVICE_NAME" {
+					t.Errorf("extraEnv is not after the chart's variables: %+v", c.Env)
+				}
+			}},
+	}
+	for _, v := range variants {
+		t.Run("renders "+v.name, func(t *testing.T) {
+			release, namespace := cmp.Or(v.release, "ebpfnet"), cmp.Or(v.namespace, "ebpfnet")
+			r := renderChart(t, release, namespace, v.values)
+			t.Logf("%s", strings.Join(r.objects(), ", "))
+
+			// helm lint with the same values: no error, no warning.
+			l := lint.RunAll(chartDir, parseValues(t, v.values), namespace, lint.WithKubeVersion(&kubeCapabilities(t).KubeVersion))
+			for _, m := range l.Messages {
+				if m.Severity > support.InfoSev {
+					t.Errorf("helm lint: %s", m)
+				} else {
+					t.Logf("helm lint: %s", m)
+				}
+			}
+
+			t.Run("kubeconform", func(t *testing.T) { checkKubeconform(t, run(t), len(r.ms), r.files...) })
+			checkRendered(t, r)
+			if v.check != nil {
+				v.check(t, r)
+			}
+		})
+	}
+
+	// The schema and the templates refuse what cannot work: values.schema.json
+	// (helm lint too) what is misspelt or out of range, the templates (with
+	// fail, which helm lint only logs) an agent without a gateway or an
+	// endpoint.
+	t.Run("refuses", func(t *testing.T) {
+		for values, want := range map[string]string{
+			"mode: daemonset":                  "mode",
+			"attach: bpf":                      "attach",
+			"tolerationz: []":                  "tolerationz",
+			"sidecar: {imag: {}}":              "imag",
+			"pinPath: /var/run/ebpfnet":        "pinPath",
+			"pinPath: /sys/fs/bpf":             "pinPath",
+			"exporter: {metricsExporter: [x]}": "metricsExporter",
+		} {
+			if _, err := helmTemplate(t, "ebpfnet", "ebpfnet", parseValues(t, values)); err == nil || !strings.Contains(err.Error(), want) {
+				t.Errorf("values %q: %v; want an error about %s", values, err, want)
+			}
+			l := lint.RunAll(chartDir, parseValues(t, values), "ebpfnet", lint.WithKubeVersion(&kubeCapabilities(t).KubeVersion))
+			if !slices.ContainsFunc(l.Messages, func(m support.Message) bool {
+				return m.Severity == support.ErrorSev && strings.Contains(m.Err.Error(), want)
+			}) {
+				t.Errorf("helm lint took values %q: %v", values, l.Messages)
+			}
+		}
+		for _, values := range []string{"gateway: {enabled: false}", "mode: collector\ngateway: {enabled: false}"} {
+			if _, err := helmTemplate(t, "ebpfnet", "ebpfnet", parseValues(t, values)); err == nil || !strings.Contains(err.Error(), "set exporter.otlpEndpoint") {
+				t.Errorf("values %q: %v; want an error asking for exporter.otlpEndpoint", values, err)
+			}
+		}
+	})
+
+	// The strict checks bite on the chart's output too.
+	t.Run("typos fail", func(t *testing.T) {
+		r := renderChart(t, "ebpfnet", "ebpfnet", "")
+		i := slices.IndexFunc(r.files, func(f string) bool { return filepath.Base(f) == "sidecar.yaml" })
+		if i < 0 {
+			t.Fatalf("no sidecar.yaml in %q", r.files)
+		}
+		checkTyposFail(t, run(t), r.files[i])
+	})
+}
+
+// checkRendered runs the checks of TestKubernetesManifests on one
+// rendering of the chart, whatever objects it has.
+func checkRendered(t *testing.T, r rendered) {
+	t.Helper()
+	sidecars := map[string]corev1.Container{}
+	collectors := map[string]corev1.PodSpec{}
+	senders := map[string]corev1.Container{}
+	var configs []configFile
+	for _, ds := range findAll[appsv1.DaemonSet](r.ms, "DaemonSet") {
+		what := "DaemonSet " + ds.Name
+		spec := ds.Spec.Template.Spec
+		seccomp := volumeNamed(t, spec, "seccomp-profile").ConfigMap
+		if seccomp == nil {
+			t.Fatalf("%s: the seccomp profile is no ConfigMap", what)
+		}
+		configs = append(configs, configFile{seccomp.Name, "ebpfnet.json", "../container/seccomp.json"})
+		checkAgentDaemonSet(t, ds, seccomp.Name)
+		if len(spec.Containers) != 1 {
+			t.Errorf("%s: containers %d", what, len(spec.Containers))
+		}
+		c := spec.Containers[0]
+		checkCounting(t, what, c)
+		switch c.Name {
+		case "ebpfnet":
+			sidecars[what] = c
+		case "otelcol":
+			collectors[what] = spec
+			cm := volumeNamed(t, spec, "config").ConfigMap
+			if cm == nil {
+				t.Fatalf("%s: the configuration is no ConfigMap", what)
+			}
+			configs = append(configs, configFile{cm.Name, "agent.yaml", "../otelcol/agent.yaml"})
+		default:
+			t.Errorf("%s: container %s", what, c.Name)
+		}
+		// Sending to the gateway unless told otherwise.
+		if env := envOf(t, c, nil); strings.HasSuffix(env["OTEL_EXPORTER_OTLP_ENDPOINT"]+env["OTLP_GATEWAY"], ".svc:4317") {
+			senders[what] = c
+		}
+		// hostPath volumes: the kubelet's seccomp directory, and the
+		// node's bpffs only for the pins.
+		for _, v := range spec.Volumes {
+			if v.HostPath != nil && v.HostPath.Path != "/var/lib/kubelet/seccomp" && (v.HostPath.Path != "/sys/fs/bpf" || !slices.Contains(c.Args, "--pin-path")) {
+				t.Errorf("%s: hostPath %s", what, v.HostPath.Path)
+			}
+		}
+	}
+	if len(sidecars)+len(collectors) != 1 {
+		t.Errorf("want one counting DaemonSet, got %s", strings.Join(r.objects(), ", "))
+	}
+	for _, gw := range findAll[appsv1.Deployment](r.ms, "Deployment") {
+		checkGatewayPrivileges(t, gw)
+		collectors["Deployment "+gw.Name] = gw.Spec.Template.Spec
+		configs = append(configs, configFile{volumeNamed(t, gw.Spec.Template.Spec, "config").ConfigMap.Name, "gateway.yaml", "../otelcol/gateway.yaml"})
+		checkSendToGateway(t, find[corev1.Service](t, r.ms, "Service", gw.Name), gw, senders)
+	}
+	for _, sa := range findAll[corev1.ServiceAccount](r.ms, "ServiceAccount") {
+		if sa.AutomountServiceAccountToken == nil || *sa.AutomountServiceAccountToken {
+			t.Errorf("ServiceAccount %s: automounts its token", sa.Name)
+		}
+	}
+	checkConfigMapsVerbatim(t, r.ms, configs)
+	checkBinariesAccept(t, r.ms, sidecars, collectors)
+}
+
+func volumeNamed(t *testing.T, spec corev1.PodSpec, name string) corev1.Volume {
+	t.Helper()
+	return volume(t, spec, corev1.VolumeMount{Name: name})
+}
+
+// checkArgs checks a container's arguments, exactly.
+func checkArgs(t *testing.T, c corev1.Container, want ...string) {
+	t.Helper()
+	if !slices.Equal(c.Args, want) {
+		t.Errorf("container %s: args %q, want %q", c.Name, c.Args, want)
+	}
+}
+
+// checkSameObjects checks that the rendering has exactly the objects of
+// the example files, each equal to the example's once decoded.
+func checkSameObjects(t *testing.T, r rendered, examples ...string) {
+	t.Helper()
+	var files []string
+	for _, e := range examples {
+		files = append(files, filepath.Join(manifestDir, e))
+	}
+	want, err := decodeManifests(files)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := r.objects(), (rendered{ms: want}).objects(); !slices.Equal(got, want) {
+		t.Fatalf("the chart renders %q, the examples have %q", got, want)
+	}
+	for _, w := range want {
+		i := slices.IndexFunc(r.ms, func(m manifest) bool { return m.kind == w.kind && m.name == w.name })
+		if got := r.ms[i]; !reflect.DeepEqual(got.obj, w.obj) {
+			gy, _ := yaml.Marshal(got.obj)
+			wy, _ := yaml.Marshal(w.obj)
+			t.Errorf("%s %s differs from %s's:\n%s", w.kind, w.name, w.file, lineDiff(string(wy), string(gy)))
+		}
+	}
+}
+
+// lineDiff shows how b's lines differ from a's ("-" a's, "+" b's).
+func lineDiff(a, b string) string {
+	x, y := strings.Split(a, "\n"), strings.Split(b, "\n")
+	// Longest common subsequence, by dynamic programming.
+	l := make([][]int, len(x)+1)
+	for i := range l {
+		l[i] = make([]int, len(y)+1)
+	}
+	for i := len(x) - 1; i >= 0; i-- {
+		for j := len(y) - 1; j >= 0; j-- {
+			if x[i] == y[j] {
+				l[i][j] = l[i+1][j+1] + 1
+			} else {
+				l[i][j] = max(l[i+1][j], l[i][j+1])
+			}
+		}
+	}
+	var out strings.Builder
+	i, j := 0, 0
+	for i < len(x) || j < len(y) {
+		switch {
+		case i < len(x) && j < len(y) && x[i] == y[j]:
+			i, j = i+1, j+1
+		case j < len(y) && (i == len(x) || l[i][j+1] >= l[i+1][j]):
+			fmt.Fprintf(&out, "+ %s\n", y[j])
+			j++
+		default:
+			fmt.Fprintf(&out, "- %s\n", x[i])
+			i++
+		}
+	}
+	return out.String()
+}
