@@ -2,7 +2,7 @@
 GO ?= go
 export EBPFNET_PRIVILEGED ?=
 
-.PHONY: all generate build test test-kernel bench run otelcol check-generate fuzz clean image image-otelcol kubernetes-tools previous-release
+.PHONY: all generate build test test-kernel bench run otelcol check-generate fuzz clean image image-otelcol kubernetes-tools previous-release lint
 
 all: build
 
@@ -31,14 +31,26 @@ build:
 run: build
 	./bin/ebpfnet $(ARGS)
 
-# Every test, kernel tests included (in network namespaces they create),
+# Every test, with the race detector, kernel tests included (in network
+# namespaces they create),
 # on this kernel and then on Debian 12's 6.1 kernel in a VM. The custom
 # Collector is built first, here, because the tests run in network
 # namespaces of their own that cannot reach the Go module proxy.
-test: otelcol kubernetes-tools previous-release
-	$(GO) vet ./...
-	$(GO) test -count=1 ./...
+test: otelcol kubernetes-tools previous-release lint
+	$(GO) test -race -count=1 ./...
 	$(MAKE) --no-print-directory test-kernel
+
+# go vet and staticcheck, and the build elsewhere than on Linux, where
+# ebpfnet says it runs on Linux only.
+STATICCHECK_VERSION := v0.8.2
+bin/staticcheck-$(STATICCHECK_VERSION):
+	GOBIN=$(CURDIR)/bin/staticcheck.tmp $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+	mv bin/staticcheck.tmp/staticcheck $@ && rmdir bin/staticcheck.tmp
+
+lint: bin/staticcheck-$(STATICCHECK_VERSION)
+	$(GO) vet ./...
+	bin/staticcheck-$(STATICCHECK_VERSION) ./...
+	GOOS=darwin $(GO) build ./...
 
 # The kernel tests on Debian 12's 6.1 kernel (no tcx there: tc and xdp),
 # booted with qemu from an initramfs (internal/vmtest). Needs

@@ -203,7 +203,6 @@ type containerNS struct {
 	pair  *testenv.Pair
 	kbase testenv.Stats
 	name  string
-	pid   int
 }
 
 func newContainerNS(t *testing.T) *containerNS {

@@ -1,3 +1,5 @@
+//go:build linux
+
 package main
 
 import (
@@ -17,6 +19,7 @@ import (
 	promexporter "go.opentelemetry.io/otel/exporters/prometheus"
 	"go.opentelemetry.io/otel/exporters/stdout/stdoutmetric"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 
 	"github.com/ebpfnet/ebpfnet/internal/metrics"
 	"github.com/ebpfnet/ebpfnet/internal/table"
@@ -35,7 +38,7 @@ import (
 //
 // For the terminal table it also returns the table exporter, which serve
 // primes for a first table a second after start.
-func (s *settings) newReaders(ctx context.Context, stdout io.Writer, starts *metrics.StartTimes, log *slog.Logger) ([]sdkmetric.Reader, *table.Exporter, error) {
+func (s *settings) newReaders(ctx context.Context, stdout io.Writer, starts *metrics.StartTimes, onPanic *panicHook, log *slog.Logger) ([]sdkmetric.Reader, *table.Exporter, error) {
 	var (
 		readers []sdkmetric.Reader
 		tbl     *table.Exporter
@@ -54,7 +57,7 @@ func (s *settings) newReaders(ctx context.Context, stdout io.Writer, starts *met
 		switch {
 		case name == "table":
 			tbl = table.New(stdout)
-			readers = append(readers, sdkmetric.NewPeriodicReader(tbl, sdkmetric.WithInterval(s.interval)))
+			readers = append(readers, sdkmetric.NewPeriodicReader(guarded{tbl, onPanic}, sdkmetric.WithInterval(s.interval)))
 			continue
 		case name == "prometheus":
 			r, err := newPrometheusReader(s.env.promAddr(), log)
@@ -75,10 +78,27 @@ func (s *settings) newReaders(ctx context.Context, stdout io.Writer, starts *met
 		if err != nil {
 			return fail(err)
 		}
-		exp = &outageExporter{Exporter: starts.Exporter(exp), log: log}
+		exp = guarded{&outageExporter{Exporter: starts.Exporter(exp), log: log}, onPanic}
 		readers = append(readers, sdkmetric.NewPeriodicReader(exp, sdkmetric.WithInterval(s.interval)))
 	}
 	return readers, tbl, nil
+}
+
+// guarded is an exporter whose Export, run in a goroutine of the SDK's,
+// fires onPanic before a panic goes on.
+type guarded struct {
+	sdkmetric.Exporter
+	onPanic *panicHook
+}
+
+func (g guarded) Export(ctx context.Context, rm *metricdata.ResourceMetrics) error {
+	defer func() {
+		if r := recover(); r != nil {
+			g.onPanic.fire()
+			panic(r)
+		}
+	}()
+	return g.Exporter.Export(ctx, rm)
 }
 
 // prometheusReader is the Prometheus exporter (a reader) with the HTTP

@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command ebpfnet is the standalone sidecar/agent: it counts per-interface
 // traffic with eBPF and exports it as OpenTelemetry metrics, configured the
 // standard way through OTEL_* variables. With no exporter and no endpoint
@@ -15,6 +17,7 @@ import (
 	"runtime/debug"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -71,7 +74,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 	settings.gogc = setGOGC()
 	log := settings.logger(stderr)
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	// SIGHUP (the terminal closed) and SIGPIPE (stdout is a pipe whose
+	// reader went away) end the process as SIGTERM does: with a final
+	// export and the hooks detached, rather than at once with tc filters
+	// left behind.
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGPIPE)
 	defer stop()
 	if err := serve(ctx, settings, stdout, log); err != nil {
 		fmt.Fprintf(stderr, "ebpfnet: %v\n", err)
@@ -99,10 +106,9 @@ func wrap(s string, width int, sep string) string {
 // defaultGOGC is the garbage collector's heap growth target unless GOGC
 // says otherwise: half of Go's default of 100, under which the heap grows
 // to twice what is live before a collection, and each export's transient
-// memory with it. make bench (BENCHMARKS.md): 100 interfaces with every
-// class 28 MB resident instead of 34, 1000 interfaces 50 MB instead of 62
-// (55 MB at peak instead of 62), for a few tenths of a percent of a core
-// more. (Prometheus sets 75 by default for the same reason.)
+// memory with it. It trades a little CPU for less resident memory
+// (BENCHMARKS.md has both). Prometheus sets 75 by default for the same
+// reason.
 const defaultGOGC = 50
 
 // setGOGC applies defaultGOGC where GOGC is not set, and returns the
@@ -121,7 +127,8 @@ func serve(ctx context.Context, s *settings, stdout io.Writer, log *slog.Logger)
 	// The exporter comes first: a bad OTEL_* variable is reported before
 	// anything is loaded into the kernel.
 	starts := metrics.NewStartTimes()
-	readers, tbl, err := s.newReaders(ctx, stdout, starts, log)
+	var abandon panicHook
+	readers, tbl, err := s.newReaders(ctx, stdout, starts, &abandon, log)
 	if err != nil {
 		return err
 	}
@@ -145,16 +152,13 @@ func serve(ctx context.Context, s *settings, stdout io.Writer, log *slog.Logger)
 		return err // nothing to export: no final export, no empty table
 	}
 	defer d.Close()
+	abandon.set(d.Abandon)
 	// Everything that needed more than CAP_BPF and CAP_NET_ADMIN (loading,
-	// mounting a BPF filesystem for pin_path) is done. A binary built with
-	// cgo (make build builds without) cannot drop capabilities from every
-	// thread: it keeps them, and says so.
-	if err := datapath.DropCapabilities(); errors.Is(err, datapath.ErrCapabilitiesWithCgo) {
-		log.Warn("keeping every capability this process has", "reason", err)
-	} else if err != nil {
-		return fmt.Errorf("drop capabilities: %w", err)
+	// mounting a BPF filesystem for pin_path) is done.
+	if err := datapath.DropCapabilities(); err != nil {
+		return err
 	}
-	if _, err := metrics.Register(meter, starts.Source(d.Snapshot)); err != nil {
+	if _, err := metrics.Register(meter, starts.Source(d.Snapshot), d.Abandon); err != nil {
 		return err
 	}
 	logStart(log, s, d)
@@ -191,4 +195,16 @@ func logStart(log *slog.Logger, s *settings, d *datapath.Datapath) {
 	}
 	log.Info("ebpfnet counting", "interfaces", names, "attach", d.AttachMode(),
 		"exporters", s.env.exporters, "interval", s.interval, "pin_path", s.config.PinPath, "gogc", s.gogc)
+}
+
+// panicHook is what an exporter's panic (in a goroutine of the SDK's) calls
+// before it goes on: the datapath's Abandon, once there is a datapath.
+type panicHook struct{ fn atomic.Pointer[func()] }
+
+func (h *panicHook) set(fn func()) { h.fn.Store(&fn) }
+
+func (h *panicHook) fire() {
+	if fn := h.fn.Load(); fn != nil {
+		(*fn)()
+	}
 }

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf"
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
 	"go.opentelemetry.io/collector/pdata/pmetric"
 
 	"github.com/ebpfnet/ebpfnet/bpf"
@@ -300,6 +302,91 @@ func TestStartTimesPerInterface(t *testing.T) {
 		t.Errorf("start of the re-created interface %v, want one after the first's %v and the restart", got, attached)
 	}
 	if code := second.stop(t, syscall.SIGTERM); code != 0 {
+		t.Errorf("exit %d", code)
+	}
+}
+
+// Pinned state belongs to the network namespace it was made in: an ifindex
+// names another interface in another namespace (every container's eth0 is
+// 2). A sidecar in another namespace is refused with one line while the
+// first namespace's hooks are attached, and starts over once they are gone.
+func TestPinPathOfAnotherNetnsRefused(t *testing.T) {
+	testenv.Privileged(t)
+	// With tcx links the state's hooks can be seen gone from here; tc
+	// filters of another namespace cannot, and stay refused (a unit test
+	// in internal/attach covers that).
+	testenv.RequireMode(t, "tcx")
+	pin := "/sys/fs/bpf/ebpfnet-netns"
+	removePins(t, pin)
+	nsA, nsB := testenv.NewNetns(t), testenv.NewNetns(t)
+	// In each, a veth of the same name, which gets the same ifindex.
+	var a, b *testenv.Pair
+	mustDo := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	mustDo(testenv.RunIn(nsA, func() (err error) { a, err = testenv.CreatePair("samename0"); return err }))
+	mustDo(testenv.RunIn(nsB, func() (err error) { b, err = testenv.CreatePair("samename0"); return err }))
+	t.Cleanup(func() { a.PeerNS.Close(); b.PeerNS.Close() })
+	if a.LocalIndex != b.LocalIndex {
+		t.Fatalf("ifindexes %d and %d: the test wants them equal", a.LocalIndex, b.LocalIndex)
+	}
+	args := []string{"--interfaces", "samename0", "--attach", "tcx", "--pin-path", pin}
+	env := []string{"OTEL_METRICS_EXPORTER=none"}
+	run := func(ns netns.NsHandle) *sidecar {
+		var s *sidecar
+		mustDo(testenv.RunIn(ns, func() error { s = startCommand(t, env, binary(t), args...); return nil }))
+		return s
+	}
+
+	first := run(nsA)
+	testenv.WaitFor(t, "the first sidecar to count", first.started)
+	if code := first.stop(t, syscall.SIGTERM); code != 0 {
+		t.Fatalf("first sidecar exit %d", code)
+	}
+
+	second := run(nsB)
+	select {
+	case <-second.done:
+		second.done <- nil
+	case <-time.After(testenv.Patience):
+		t.Fatal("the sidecar in the other namespace started")
+	}
+	line := strings.TrimSpace(second.stderr.String())
+	if code := second.cmd.ProcessState.ExitCode(); code != 1 || strings.Count(line, "\n") != 0 ||
+		!strings.Contains(line, "pinned state of another network namespace") || !strings.Contains(line, "samename0 (ifindex") {
+		t.Errorf("exit %d, stderr:\n%s\nwant exit 1 and one line naming the other namespace's hooks", code, line)
+	}
+	mustDo(testenv.RunIn(nsB, func() error {
+		if got := testenv.Attachments(t, b.LocalIndex); len(got) != 0 {
+			return fmt.Errorf("attached in the second namespace: %v", got)
+		}
+		return nil
+	}))
+
+	// The first namespace's interface goes, and its links with it: the
+	// state is started over, and the second namespace's interface counted.
+	mustDo(testenv.RunIn(nsA, func() error {
+		l, err := netlink.LinkByName("samename0")
+		if err != nil {
+			return err
+		}
+		return netlink.LinkDel(l)
+	}))
+	third := run(nsB)
+	testenv.WaitFor(t, "the sidecar to start over", third.started)
+	if !strings.Contains(third.stderr.String(), "starting over") {
+		t.Errorf("no line said the state was started over:\n%s", third.stderr.String())
+	}
+	mustDo(testenv.RunIn(nsB, func() error {
+		if got := testenv.Attachments(t, b.LocalIndex); len(got) != 2 {
+			return fmt.Errorf("attached in the second namespace: %v, want tcx both ways", got)
+		}
+		return nil
+	}))
+	if code := third.stop(t, syscall.SIGTERM); code != 0 {
 		t.Errorf("exit %d", code)
 	}
 }

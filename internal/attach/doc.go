@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package attach puts ebpfnet's programs on interfaces, keeps them there,
 // and takes them off again. The programs are loaded once and shared by
 // every interface, so attaching is a hook and a slot telling the programs

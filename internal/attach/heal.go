@@ -1,3 +1,5 @@
+//go:build linux
+
 package attach
 
 import (
@@ -134,6 +136,7 @@ func (m *Manager) startHealer() error {
 	h.wg.Add(1)
 	go func() {
 		defer h.wg.Done()
+		defer m.DetachOnPanic()
 		t := time.NewTicker(PollInterval)
 		defer t.Stop()
 		for {
@@ -149,6 +152,7 @@ func (m *Manager) startHealer() error {
 		h.wg.Add(1)
 		go func() {
 			defer h.wg.Done()
+			defer m.DetachOnPanic()
 			defer unix.Close(tcfd)
 			m.watchTC(tcfd, h.wake)
 		}()

@@ -1,3 +1,5 @@
+//go:build linux
+
 package attach
 
 import (
@@ -99,6 +101,11 @@ func New(objs *bpf.Objects, opts Options) (*Manager, error) {
 		bpf.HookTC:  newTC(objs.CountersID(), objs.Pinned()),
 		bpf.HookXDP: xdp{},
 	}, kernelHasTCX)
+	if m.hook == bpf.HookTCX {
+		for _, d := range m.dirs {
+			primeTCX(objs.Program(programFor(bpf.HookTCX, d)))
+		}
+	}
 	if err := m.start(); err != nil {
 		m.Close()
 		return nil, err
@@ -337,6 +344,44 @@ func (m *Manager) Close() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// DetachOnPanic, deferred at the top of a goroutine, detaches what is not
+// pinned when that goroutine panics, and lets the panic go on: a tc filter
+// is not tied to the process that added it, and would go on running with
+// no process behind it. (After SIGKILL nothing can do that: see README.)
+func (m *Manager) DetachOnPanic() {
+	if r := recover(); r != nil {
+		m.Abandon()
+		panic(r)
+	}
+}
+
+// Abandon detaches what is not pinned, as Close does, without waiting for
+// the goroutines that watch the hooks: the process is about to die, maybe
+// from one of them.
+func (m *Manager) Abandon() {
+	// Whoever holds the lock gets a moment to let go; past that, the
+	// process is dying anyway.
+	for i := 0; i < 100; i++ {
+		if m.mu.TryLock() {
+			defer m.mu.Unlock()
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if m.closed {
+		return
+	}
+	m.closed = true
+	if m.objs.Pinned() {
+		return
+	}
+	for _, a := range m.byIndex {
+		for d := range a.holds {
+			_ = m.detachHook(a, bpf.Direction(d))
+		}
+	}
 }
 
 // Mode is the attach mode in use: tcx, tc or xdp, auto resolved.

@@ -1,3 +1,5 @@
+//go:build linux
+
 package attach
 
 // rows hands out the counter rows: the lowest free one first, so that the

@@ -1,3 +1,5 @@
+//go:build linux
+
 package attach
 
 import (
@@ -121,4 +123,19 @@ func (tcx) find(ifindex int, d bpf.Direction, owned bpf.Owned, pin string) (hold
 	}
 	l.Close()
 	return hold{}, false
+}
+
+// primeTCX has cilium/ebpf decide now, while file descriptors are
+// plentiful, that the kernel has tcx. It asks only after an attach fails,
+// by loading a program, and keeps the answer for good: asked first when the
+// process is out of file descriptors, it would conclude "tcx not
+// supported", and every later failure would say so instead of its cause.
+// An attach to an interface that cannot exist fails at once and asks.
+func primeTCX(p *ebpf.Program) {
+	if p == nil {
+		return
+	}
+	if l, err := link.AttachTCX(link.TCXOptions{Interface: 0x7fffffff, Program: p, Attach: ebpf.AttachTCXIngress}); err == nil {
+		l.Close()
+	}
 }

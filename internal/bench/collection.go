@@ -1,3 +1,5 @@
+//go:build linux
+
 package main
 
 import (
@@ -144,7 +146,7 @@ func benchCollection() (string, error) {
 	provider := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader),
 		sdkmetric.WithCardinalityLimit(metrics.CardinalityLimit(cfg.MaxInterfaces)))
 	defer provider.Shutdown(context.Background())
-	if _, err := metrics.Register(provider.Meter(metrics.ScopeName), d.Snapshot); err != nil {
+	if _, err := metrics.Register(provider.Meter(metrics.ScopeName), d.Snapshot, nil); err != nil {
 		return "", err
 	}
 	// The callback alone: snapshot and observe, into an observer that

@@ -1,3 +1,5 @@
+//go:build linux
+
 package main
 
 import (
@@ -13,7 +15,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ebpfnet/ebpfnet/bpf"
-	"github.com/ebpfnet/ebpfnet/internal/datapath"
 	"github.com/ebpfnet/ebpfnet/internal/testenv"
 )
 
@@ -37,7 +38,7 @@ func benchDatapath() (string, error) {
 	// least-privilege deployment loads it: the verifier then adds its
 	// Spectre masking to the program.
 	var unpriv *bpf.Objects
-	if _, err := testenv.WithCapabilities(datapath.Kept, func() (err error) {
+	if _, err := testenv.WithCapabilities([]uintptr{unix.CAP_BPF, unix.CAP_NET_ADMIN}, func() (err error) {
 		unpriv, err = bpf.Load(bpf.Options{MaxInterfaces: 1, Programs: programs})
 		return err
 	}); err != nil {

@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command bench measures ebpfnet's speed and footprint beside baselines
 // measured in the same run, prints the tables, and writes them to
 // BENCHMARKS.md. Run it as root: `sudo make bench`.

@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package datapath is ebpfnet's core, the one both front ends call: from a
 // validated configuration it loads the program's maps, attaches to the
 // selected interfaces and keeps following them, and reads snapshots.
@@ -47,6 +49,9 @@ func Open(cfg config.Config, log *slog.Logger) (*Datapath, error) {
 	if err := CheckPrivileges(); err != nil {
 		return nil, err
 	}
+	if err := checkLimits(cfg, log); err != nil {
+		return nil, err
+	}
 
 	// Where the kernel still charges BPF memory to RLIMIT_MEMLOCK (before
 	// 5.11), lift it; elsewhere this does nothing.
@@ -77,13 +82,16 @@ func Open(cfg config.Config, log *slog.Logger) (*Datapath, error) {
 		d.objs.Close()
 		return nil, err
 	}
-	if d.watcher, err = ifwatch.Watch(d.mgr, match, log); err != nil {
-		d.Close()
-		return nil, fmt.Errorf("watch interfaces: %w", err)
-	}
+	// The reader's socket before the interfaces take their file
+	// descriptors (a tcx or XDP link is one): out of them, ebpfnet still
+	// reads what it could attach.
 	if d.reader, err = snapshot.NewReader(d.objs); err != nil {
 		d.Close()
 		return nil, err
+	}
+	if d.watcher, err = ifwatch.Watch(d.mgr, match, log); err != nil {
+		d.Close()
+		return nil, fmt.Errorf("watch interfaces: %w", err)
 	}
 	return d, nil
 }
@@ -100,6 +108,11 @@ func (d *Datapath) Snapshot(dst *snapshot.Snapshot) error {
 	}
 	return d.reader.Read(d.mgr, dst)
 }
+
+// Abandon detaches what is not pinned, now, without waiting for anything:
+// for a process about to die of a panic, which would otherwise leave its tc
+// filters running with nobody to remove them.
+func (d *Datapath) Abandon() { d.mgr.Abandon() }
 
 // Close stops following interfaces and detaches, except what is pinned,
 // which goes on counting. It is idempotent.

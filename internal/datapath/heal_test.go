@@ -3,6 +3,8 @@ package datapath
 import (
 	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -135,5 +137,34 @@ func TestLinkDownUp(t *testing.T) {
 				t.Errorf("received %d, sent 40", got.Total(bpf.Receive).Packets)
 			}
 		})
+	}
+}
+
+// A pin someone removed (here the interfaces map, with its rows) cannot
+// make ebpfnet count twice: the filters of the earlier process still count
+// into the pinned counters, and are recognised by the counters map they
+// name, whatever the rows say, and removed.
+func TestLostPinDoesNotDoubleCount(t *testing.T) {
+	testenv.Privileged(t)
+	p := testenv.NewPair(t, "lostpin0")
+	cfg := cfgFor(config.AttachTC, p.Local)
+	pinAt(t, &cfg, "/sys/fs/bpf/ebpfnet-lost")
+	first, err := Open(cfg, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustDo(t, first.Close()) // pinned: its filters go on counting
+	mustDo(t, os.Remove(filepath.Join(cfg.PinPath, "interfaces")))
+
+	d := open(t, cfg)
+	testenv.WaitQuiet(t, p.Local, 300*time.Millisecond)
+	base, kbase := counters(t, d, p.Local), testenv.LinkStats(t, p.Local)
+	p.Ping(t, 100, payload)
+	got, _ := waitTotals(t, d, p, config.AttachTC, base, kbase, bpf.Receive, bpf.Transmit)
+	if n := got.Total(bpf.Receive).Packets; n != 100 {
+		t.Errorf("100 pings received, counted %d", n)
+	}
+	if all := testenv.Attachments(t, p.LocalIndex); len(all) != 2 || len(ours(t, d, p.LocalIndex)) != 2 {
+		t.Errorf("hooks %v: want this process's two filters and nothing else", all)
 	}
 }

@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package ifwatch follows the network namespace's interfaces through
 // netlink and keeps the selected ones attached: a matching interface is
 // attached as soon as it appears, and forgotten when it is removed, so
@@ -93,6 +95,7 @@ func (w *Watcher) sync() (int, error) {
 
 func (w *Watcher) loop(updates <-chan netlink.LinkUpdate) {
 	defer w.wg.Done()
+	defer w.mgr.DetachOnPanic()
 	for {
 		for open := true; open; {
 			select {

@@ -23,12 +23,14 @@ type Source func(*snapshot.Snapshot) error
 // Register creates the contract's instruments on meter and one callback that
 // takes one snapshot per collection and observes it. Attribute sets are
 // built once per series and reused, so a collection in steady state
-// allocates nothing per data point.
-func Register(meter metric.Meter, src Source) (metric.Registration, error) {
+// allocates nothing per data point. onPanic, if set, is called before a
+// panic in the callback goes on (the SDK runs it in a goroutine of its own).
+func Register(meter metric.Meter, src Source, onPanic func()) (metric.Registration, error) {
 	c, err := NewCallback(meter, src)
 	if err != nil {
 		return nil, err
 	}
+	c.onPanic = onPanic
 	return meter.RegisterCallback(c.Observe, c.io, c.packets, c.netErrors, c.netDropped, c.attached, c.errors, c.restored)
 }
 
@@ -85,6 +87,8 @@ type Callback struct {
 	restored   metric.Int64ObservableCounter
 	duration   metric.Float64Gauge
 
+	onPanic func()
+
 	mu      sync.Mutex // one collection at a time; guards what follows
 	snap    snapshot.Snapshot
 	gen     uint64
@@ -114,6 +118,14 @@ func (c *Callback) seriesOf(name string) *seriesOptions {
 
 // Observe takes a snapshot and observes every series in it.
 func (c *Callback) Observe(ctx context.Context, o metric.Observer) error {
+	defer func() {
+		if r := recover(); r != nil {
+			if c.onPanic != nil {
+				c.onPanic()
+			}
+			panic(r)
+		}
+	}()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	start := time.Now()

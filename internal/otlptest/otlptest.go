@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package otlptest is a real OTLP/gRPC metrics endpoint for end-to-end
 // tests: the OTLP protobuf MetricsService on a local port, keeping what it
 // receives, with helpers to read the latest cumulative values.

@@ -1,3 +1,5 @@
+//go:build linux
+
 package testenv
 
 import (
@@ -41,16 +43,16 @@ func WithCapabilities(caps []uintptr, fn func() error) (effective uint64, err er
 // ThreadCapabilities reads one capability set (CapEff, CapPrm, CapBnd,
 // CapAmb, CapInh) of the calling thread.
 func ThreadCapabilities(set string) (uint64, error) {
-	return statusCapabilities("/proc/thread-self/status", set)
+	return StatusCapabilities("/proc/thread-self/status", set)
 }
 
 // ProcessCapabilities reads one capability set of process pid (or
 // NoNewPrivs, which reads the same way).
 func ProcessCapabilities(pid int, set string) (uint64, error) {
-	return statusCapabilities(fmt.Sprintf("/proc/%d/status", pid), set)
+	return StatusCapabilities(fmt.Sprintf("/proc/%d/status", pid), set)
 }
 
-func statusCapabilities(path, set string) (uint64, error) {
+func StatusCapabilities(path, set string) (uint64, error) {
 	v, err := statusField(path, set)
 	if err != nil {
 		return 0, err

@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package testenv runs ebpfnet's kernel tests where they cannot harm the
 // machine: in network namespaces the tests create, on veth pairs the tests
 // create, with addresses from the documentation ranges.

@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package cri runs real Kubernetes-shaped pods on the test machine without a
 // cluster: a containerd of the test's own, driven through the CRI API as the
 // kubelet drives it, with the CNI bridge plugin giving every pod a veth.

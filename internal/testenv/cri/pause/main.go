@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command pause is the pause image of the cri test harness: the process
 // that holds a pod sandbox's namespaces. Like Kubernetes' pause it does
 // nothing but reap the children that come its way as the PID namespace's
