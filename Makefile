@@ -1,8 +1,13 @@
 # ebpfnet. Run as root (or with sudo): the kernel tests and `run` load BPF.
-GO ?= go
+#
+# sudo resets PATH to its secure_path, which does not have Go: the Go found
+# in PATH, else where it is usually installed, and its directory first in
+# PATH for everything make runs (the tests run go too).
+GO ?= $(or $(shell command -v go 2>/dev/null),$(firstword $(wildcard /usr/local/go/bin/go /usr/lib/go/bin/go)),go)
+export PATH := $(dir $(GO)):$(PATH)
 export EBPFNET_PRIVILEGED ?=
 
-.PHONY: all generate build test test-kernel bench run otelcol check-generate fuzz clean image image-otelcol kubernetes-tools previous-release lint
+.PHONY: all generate build test test-kernel bench run otelcol check-generate fuzz clean image image-otelcol kubernetes-tools previous-release lint prerequisites
 
 all: build
 
@@ -36,9 +41,27 @@ run: build
 # on this kernel and then on Debian 12's 6.1 kernel in a VM. The custom
 # Collector is built first, here, because the tests run in network
 # namespaces of their own that cannot reach the Go module proxy.
-test: otelcol kubernetes-tools previous-release lint
+test: prerequisites otelcol kubernetes-tools previous-release lint
 	$(GO) test -race -count=1 ./...
 	$(MAKE) --no-print-directory test-kernel
+
+# What make test needs, on Debian or Ubuntu, installed where missing:
+# clang-19 and llvm-19 (make generate, which CI checks); bpftool (the pinning
+# tests read pinned maps with it, as the docs show users); util-linux
+# (setpriv, unshare); qemu-system-x86 and busybox-static (make test-kernel
+# boots Debian 12's 6.1 kernel, fetched with apt); gcc (the race detector,
+# cgo); prometheus (promtool and a real Prometheus for the dashboard, the
+# alerts and the gateway); systemd (systemd-analyze checks the unit); podman,
+# buildah, runc (the images); containerd and containernetworking-plugins
+# (real pods through CRI); git (the previous release, for the upgrade test).
+TEST_PACKAGES := clang-19 llvm-19 bpftool util-linux qemu-system-x86 busybox-static gcc \
+	prometheus systemd podman buildah runc containerd containernetworking-plugins git
+prerequisites:
+	@need=; for p in $(TEST_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || need="$$need $$p"; done; \
+	if [ -n "$$need" ]; then \
+		echo "make test: installing$$need"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$need >/dev/null; \
+	fi
 
 # go vet and staticcheck, and the build elsewhere than on Linux, where
 # ebpfnet says it runs on Linux only.
