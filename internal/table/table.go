@@ -8,13 +8,15 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
-	"text/tabwriter"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
+	"golang.org/x/sys/unix"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 
@@ -23,11 +25,13 @@ import (
 
 // Exporter writes a table per export.
 type Exporter struct {
-	w   io.Writer
-	now func() time.Time
+	w     io.Writer
+	now   func() time.Time
+	width func() int // the terminal's columns
 
 	mu         sync.Mutex
 	silentNext bool
+	nameWidth  int // grows with the longest name seen, never shrinks
 	// The last two exports' totals, for rates: the final table at
 	// shutdown comes moments after the previous one, and takes its rates
 	// over the window before.
@@ -39,9 +43,23 @@ type export struct {
 	at   time.Time
 }
 
-// New returns an Exporter writing to w.
+// New returns an Exporter writing to w, as wide as w's terminal, or 80
+// columns when w is not a terminal (COLUMNS, where set, says otherwise).
 func New(w io.Writer) *Exporter {
-	return &Exporter{w: w, now: time.Now}
+	return &Exporter{w: w, now: time.Now, width: func() int { return columns(w) }, nameWidth: minNameWidth}
+}
+
+// columns is the width of the terminal w writes to, or 80.
+func columns(w io.Writer) int {
+	if n, err := strconv.Atoi(os.Getenv("COLUMNS")); err == nil && n > 0 {
+		return n
+	}
+	if f, ok := w.(*os.File); ok {
+		if ws, err := unix.IoctlGetWinsize(int(f.Fd()), unix.TIOCGWINSZ); err == nil && ws.Col > 0 {
+			return int(ws.Col)
+		}
+	}
+	return 80
 }
 
 // Baseline makes the next export record totals without printing them, so
@@ -61,15 +79,69 @@ type totals struct {
 
 type class struct{ network, transport string }
 
-// Columns of packets by IP version and transport, in order, then non-IP.
-// IP packets too short to show their transport count as other.
-var columns = []struct {
-	head string
-	class
-}{
-	{"TCP4", class{"ipv4", "tcp"}}, {"UDP4", class{"ipv4", "udp"}}, {"ICMP4", class{"ipv4", "icmp"}}, {"OTHER4", class{"ipv4", "other"}},
-	{"TCP6", class{"ipv6", "tcp"}}, {"UDP6", class{"ipv6", "udp"}}, {"ICMP6", class{"ipv6", "icmp"}}, {"OTHER6", class{"ipv6", "other"}},
-	{"NON-IP", class{}},
+// A layout is the class columns a table has room for: by IP version and
+// transport where the terminal is wide, else folded (IPv4 and IPv6
+// together, then ICMP and non-IP into OTHER), else none.
+type layout struct {
+	columns []column
+	legend  string
+}
+
+type column struct {
+	head    string
+	classes []class // summed
+}
+
+var (
+	v4, v6   = "ipv4", "ipv6"
+	separate = layout{legend: "TCP4 ... NON-IP: packets by IP version and transport", columns: []column{
+		{"TCP4", []class{{v4, "tcp"}}}, {"UDP4", []class{{v4, "udp"}}}, {"ICMP4", []class{{v4, "icmp"}}}, {"OTHER4", []class{{v4, "other"}}},
+		{"TCP6", []class{{v6, "tcp"}}}, {"UDP6", []class{{v6, "udp"}}}, {"ICMP6", []class{{v6, "icmp"}}}, {"OTHER6", []class{{v6, "other"}}},
+		{"NON-IP", []class{{}}},
+	}}
+	folded = layout{legend: "TCP ... NON-IP: packets, IPv4 and IPv6 together", columns: []column{
+		{"TCP", []class{{v4, "tcp"}, {v6, "tcp"}}}, {"UDP", []class{{v4, "udp"}, {v6, "udp"}}},
+		{"ICMP", []class{{v4, "icmp"}, {v6, "icmp"}}}, {"OTHER", []class{{v4, "other"}, {v6, "other"}}},
+		{"NON-IP", []class{{}}},
+	}}
+	narrow = layout{legend: "TCP UDP OTHER: packets; OTHER is the rest", columns: []column{
+		{"TCP", []class{{v4, "tcp"}, {v6, "tcp"}}}, {"UDP", []class{{v4, "udp"}, {v6, "udp"}}},
+		{"OTHER", []class{{v4, "icmp"}, {v6, "icmp"}, {v4, "other"}, {v6, "other"}, {}}},
+	}}
+	bare = layout{legend: "wider for transports"}
+)
+
+// Column widths, fixed so that a table lines up with the one before it;
+// numbers too long for them are abbreviated (12.3k, 4.5M).
+const (
+	dirWidth     = 3 // rx, tx
+	packetsWidth = 7
+	bytesWidth   = 8
+	rateWidth    = 5
+	classWidth   = 5 // at least: a heading longer than this widens its column
+	minNameWidth = 9  // INTERFACE
+	maxNameWidth = 15 // IFNAMSIZ - 1
+)
+
+// width of a table with these class columns and interface names.
+func (l layout) width(name int) int {
+	w := name + 1 + dirWidth + 1 + packetsWidth + 1 + bytesWidth + 1 + rateWidth + 1 + rateWidth
+	for _, c := range l.columns {
+		w += 1 + c.width()
+	}
+	return w
+}
+
+func (c column) width() int { return max(classWidth, len(c.head)) }
+
+// layoutFor is the widest layout that fits cols.
+func layoutFor(cols, name int) layout {
+	for _, l := range []layout{separate, folded, narrow} {
+		if l.width(name) <= cols {
+			return l
+		}
+	}
+	return bare
 }
 
 // minWindow is the shortest window rates are taken over; a table sooner
@@ -153,40 +225,66 @@ func (e *Exporter) Export(_ context.Context, rm *metricdata.ResourceMetrics) err
 		base = e.before
 	}
 	window := now.Sub(base.at).Seconds()
-	head := fmt.Sprintf("ebpfnet %s", now.Format("2006-01-02 15:04:05"))
+	// The title, as much of it as fits.
+	cols := e.width()
+	head := "ebpfnet " + now.Format("15:04:05")
+	var more []string
 	if attached >= 0 {
 		noun := "interfaces"
 		if attached == 1 {
 			noun = "interface"
 		}
-		head += fmt.Sprintf("  %d %s attached", attached, noun)
+		more = append(more, fmt.Sprintf("  %d %s attached", attached, noun))
 	}
 	if base.rows != nil {
-		head += fmt.Sprintf("  rates over the last %.0fs", window)
+		more = append(more, fmt.Sprintf("  rates over the last %.0fs", window))
+	}
+	for _, m := range more {
+		if len(head)+len(m) <= cols {
+			head += m
+		}
 	}
 	fmt.Fprintln(e.w, head)
-	tw := tabwriter.NewWriter(e.w, 0, 0, 2, ' ', 0)
-	fmt.Fprint(tw, "INTERFACE\tDIRECTION\tPACKETS\tBYTES\tPACKETS/S\tBITS/S\t")
-	for _, c := range columns {
-		fmt.Fprintf(tw, "%s\t", c.head)
+
+	for _, r := range rows {
+		e.nameWidth = min(max(e.nameWidth, len(r.iface)), maxNameWidth)
 	}
-	fmt.Fprintln(tw)
+	l := layoutFor(cols, e.nameWidth)
+	var b strings.Builder
+	line := func(name, dir, packets, bytes, pps, bps string, classes []string) {
+		b.Reset()
+		fmt.Fprintf(&b, "%-*s %-*s %*s %*s %*s %*s", e.nameWidth, name, dirWidth, dir, packetsWidth, packets, bytesWidth, bytes, rateWidth, pps, rateWidth, bps)
+		for i, c := range classes {
+			fmt.Fprintf(&b, " %*s", l.columns[i].width(), c)
+		}
+		fmt.Fprintln(e.w, strings.TrimRight(b.String(), " "))
+	}
+	heads := make([]string, len(l.columns))
+	for i, c := range l.columns {
+		heads[i] = c.head
+	}
+	line("INTERFACE", "DIR", "PACKETS", "BYTES", "PKT/S", "BIT/S", heads)
 	for _, r := range rows {
 		t := cur[r]
 		pps, bps := "-", "-"
 		// A row new since the base table counted from zero.
 		if prev := base.rows[r]; base.rows != nil && window > 0 {
-			pps = fmt.Sprintf("%.1f", float64(t.packets-prev.packets)/window)
-			bps = human(float64(t.bytes-prev.bytes)*8/window, 1000, "bit/s")
+			pps = fit(float64(t.packets-prev.packets)/window, rateWidth, 1)
+			bps = human(float64(t.bytes-prev.bytes)*8/window, 1000, "", rateWidth)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t", r.iface, r.direction, t.packets, human(float64(t.bytes), 1024, "B"), pps, bps)
-		for _, c := range columns {
-			fmt.Fprintf(tw, "%d\t", t.byClass[c.class])
+		classes := make([]string, len(l.columns))
+		for i, c := range l.columns {
+			var n uint64
+			for _, k := range c.classes {
+				n += t.byClass[k]
+			}
+			classes[i] = fit(float64(n), c.width(), 0)
 		}
-		fmt.Fprintln(tw)
-	}
-	if err := tw.Flush(); err != nil {
-		return err
+		name := r.iface
+		if len(name) > e.nameWidth {
+			name = name[:e.nameWidth-1] + "~"
+		}
+		line(name, short[r.direction], fit(float64(t.packets), packetsWidth, 0), human(float64(t.bytes), 1024, "B", bytesWidth), pps, bps, classes)
 	}
 	switch {
 	case attached == 0:
@@ -194,7 +292,7 @@ func (e *Exporter) Export(_ context.Context, rm *metricdata.ResourceMetrics) err
 	case len(rows) == 0:
 		fmt.Fprintln(e.w, "(no traffic counted yet)")
 	default:
-		fmt.Fprintln(e.w, "(TCP4 ... NON-IP: packets by IP version and transport)")
+		fmt.Fprintf(e.w, "(totals since attach; %s)\n", l.legend)
 	}
 	fmt.Fprintln(e.w)
 	e.before, e.last = e.last, export{cur, now}
@@ -212,11 +310,24 @@ func value(s attribute.Set, k attribute.Key) string {
 	return v.AsString()
 }
 
-// human formats v with binary (1024) or decimal (1000) prefixes.
-func human(v float64, base float64, unit string) string {
-	prefixes := []string{"", "k", "M", "G", "T", "P"}
+// short names the directions in a column three wide.
+var short = map[string]string{"receive": "rx", "transmit": "tx"}
+
+// fit writes v in at most width characters: whole (or with decimals where
+// they fit), else with a decimal prefix (12.3k, 4.5M).
+func fit(v float64, width, decimals int) string {
+	if s := strconv.FormatFloat(v, 'f', decimals, 64); len(s) <= width {
+		return s
+	}
+	return human(v, 1000, "", width)
+}
+
+// human writes v with binary (1024) or decimal (1000) prefixes, in at most
+// width characters where it can.
+func human(v float64, base float64, unit string, width int) string {
+	prefixes := []string{"", "k", "M", "G", "T", "P", "E"}
 	if base == 1024 {
-		prefixes = []string{"", "Ki", "Mi", "Gi", "Ti", "Pi"}
+		prefixes = []string{"", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei"}
 	}
 	i := 0
 	for v >= base && i < len(prefixes)-1 {
@@ -226,5 +337,8 @@ func human(v float64, base float64, unit string) string {
 	if i == 0 {
 		return fmt.Sprintf("%.0f%s", v, unit)
 	}
-	return fmt.Sprintf("%.1f%s%s", v, prefixes[i], unit)
+	if s := fmt.Sprintf("%.1f%s%s", v, prefixes[i], unit); len(s) <= width {
+		return s
+	}
+	return fmt.Sprintf("%.0f%s%s", v, prefixes[i], unit)
 }
