@@ -16,9 +16,9 @@ import (
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
-	"golang.org/x/sys/unix"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
+	"golang.org/x/sys/unix"
 
 	"github.com/ebpfnet/ebpfnet/internal/metrics"
 )
@@ -118,7 +118,7 @@ const (
 	packetsWidth = 7
 	bytesWidth   = 8
 	rateWidth    = 5
-	classWidth   = 5 // at least: a heading longer than this widens its column
+	classWidth   = 5  // at least: a heading longer than this widens its column
 	minNameWidth = 9  // INTERFACE
 	maxNameWidth = 15 // IFNAMSIZ - 1
 )

@@ -156,11 +156,11 @@ func TestTableRatesAtStartAndEnd(t *testing.T) {
 func TestTableFitsTheTerminal(t *testing.T) {
 	traffic := func(scale int64) *metricdata.ResourceMetrics {
 		return rm(map[[4]string][2]int64{
-			{"veth3f2a1b9c", "receive", "ipv4", "tcp"}:        {1234567 * scale, 987654321 * scale},
-			{"veth3f2a1b9c", "transmit", "ipv6", "udp"}:       {7 * scale, 700 * scale},
-			{"a-very-long-nam", "receive", "ipv4", "icmp"}:    {12 * scale, 1200 * scale},
-			{"lo2", "receive", "", ""}:                        {1 * scale, 60 * scale},
-			{"wg0", "transmit", "ipv4", "other"}:              {99999999 * scale, 99999999999 * scale},
+			{"veth3f2a1b9c", "receive", "ipv4", "tcp"}:     {1234567 * scale, 987654321 * scale},
+			{"veth3f2a1b9c", "transmit", "ipv6", "udp"}:    {7 * scale, 700 * scale},
+			{"a-very-long-nam", "receive", "ipv4", "icmp"}: {12 * scale, 1200 * scale},
+			{"lo2", "receive", "", ""}:                     {1 * scale, 60 * scale},
+			{"wg0", "transmit", "ipv4", "other"}:           {99999999 * scale, 99999999999 * scale},
 		})
 	}
 	for _, tc := range []struct {
