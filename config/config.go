@@ -30,6 +30,30 @@ type Config struct {
 	// MaxInterfaces bounds how many interfaces are attached (and so the
 	// metrics' cardinality); interfaces beyond it are reported, not counted.
 	MaxInterfaces int `mapstructure:"max_interfaces" yaml:"max_interfaces"`
+	// Pods names the host ends of pods' networks by their pods, on a
+	// Kubernetes node, from the container runtime's CNI result cache.
+	Pods Pods `mapstructure:"pods" yaml:"pods"`
+}
+
+// Pods says whether and where to read which pod each interface belongs to.
+type Pods struct {
+	// Enabled: true, false, or unset (nil): on where CNICacheDir exists.
+	Enabled *bool `mapstructure:"enabled" yaml:"enabled"`
+	// CNICacheDir is libcni's cache directory, whose results/ the runtime
+	// (containerd, CRI-O) writes; libcni's default unless set.
+	CNICacheDir string `mapstructure:"cni_cache_dir" yaml:"cni_cache_dir"`
+}
+
+// DefaultCNICacheDir is libcni's cache directory.
+const DefaultCNICacheDir = "/var/lib/cni"
+
+// On says whether pods are named: as configured, else where the cache
+// directory exists.
+func (p Pods) On(exists func(dir string) bool) bool {
+	if p.Enabled != nil {
+		return *p.Enabled
+	}
+	return exists(p.CNICacheDir)
 }
 
 // Interfaces are shell globs, or regular expressions written /like this/
@@ -64,6 +88,7 @@ func Default() Config {
 		Attach:        AttachAuto,
 		Directions:    []string{DirectionReceive, DirectionTransmit},
 		MaxInterfaces: 1024,
+		Pods:          Pods{CNICacheDir: DefaultCNICacheDir},
 	}
 }
 
@@ -75,6 +100,7 @@ var (
 	ErrXDPTransmit   = errors.New("xdp cannot count transmit")
 	ErrMaxInterfaces = errors.New("max_interfaces out of range")
 	ErrPinPath       = errors.New("bad pin_path")
+	ErrPods          = errors.New("bad pods setting")
 )
 
 // Validate reports every problem in c at once, one line each, each naming
@@ -123,6 +149,9 @@ func (c *Config) Validate() error {
 	}
 	if err := checkPinPath(c.PinPath); err != nil {
 		errs = append(errs, err)
+	}
+	if !filepath.IsAbs(c.Pods.CNICacheDir) {
+		errs = append(errs, problem(ErrPods, "pods.cni_cache_dir", "must be an absolute path, got %q", c.Pods.CNICacheDir))
 	}
 	return errors.Join(errs...)
 }

@@ -30,6 +30,7 @@ func TestValidateReportsEveryProblem(t *testing.T) {
 		Directions:    []string{"in", "receive", "receive"},
 		PinPath:       "relative/dir",
 		MaxInterfaces: 0,
+		Pods:          Pods{CNICacheDir: "var/lib/cni"},
 	}
 	err := cfg.Validate()
 	for _, want := range []struct {
@@ -44,6 +45,7 @@ func TestValidateReportsEveryProblem(t *testing.T) {
 		{ErrDirection, `directions[2]: "receive" is listed twice`},
 		{ErrMaxInterfaces, `max_interfaces: must be between 1 and 65536, got 0`},
 		{ErrPinPath, `pin_path: must be an absolute path, got "relative/dir"`},
+		{ErrPods, `pods.cni_cache_dir: must be an absolute path, got "var/lib/cni"`},
 	} {
 		if !errors.Is(err, want.kind) {
 			t.Errorf("error does not wrap %v", want.kind)
@@ -52,8 +54,8 @@ func TestValidateReportsEveryProblem(t *testing.T) {
 			t.Errorf("missing line %q in:\n%v", want.line, err)
 		}
 	}
-	if n := strings.Count(err.Error(), "\n") + 1; n != 8 {
-		t.Errorf("%d lines, want 8:\n%v", n, err)
+	if n := strings.Count(err.Error(), "\n") + 1; n != 9 {
+		t.Errorf("%d lines, want 9:\n%v", n, err)
 	}
 }
 
@@ -180,6 +182,12 @@ func TestDecode(t *testing.T) {
 			[]string{"attach_mode: unknown key", "interfaces.includes: unknown key", "zzz: unknown key"}, nil},
 		{"interfaces not a mapping", map[string]any{"interfaces": []any{"eth0"}}, []string{"interfaces: want a mapping of keys, got a list"}, nil},
 		{"huge number", map[string]any{"max_interfaces": 1e300}, []string{"max_interfaces: want a whole number, got 1e+300"}, nil},
+		{"pods", map[string]any{"pods": map[string]any{"enabled": false, "cni_cache_dir": "/run/cni"}}, nil,
+			func(c Config) bool { return c.Pods.Enabled != nil && !*c.Pods.Enabled && c.Pods.CNICacheDir == "/run/cni" }},
+		{"pods unset is on where the cache is", nil, nil, func(c Config) bool {
+			return c.Pods.Enabled == nil && c.Pods.CNICacheDir == "/var/lib/cni" && c.Pods.On(func(string) bool { return true }) && !c.Pods.On(func(string) bool { return false })
+		}},
+		{"pods wrong", map[string]any{"pods": map[string]any{"enabled": "yes", "cache": "/x"}}, []string{`pods.cache: unknown key`, `pods.enabled: want true or false, got the string "yes"`}, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg, err := Decode(tc.raw)

@@ -77,6 +77,12 @@ func Decode(raw map[string]any) (Config, error) {
 		"directions":     func(key string, v any) { d.strings(key, v, &c.Directions) },
 		"pin_path":       func(key string, v any) { d.string(key, v, &c.PinPath) },
 		"max_interfaces": func(key string, v any) { d.int(key, v, &c.MaxInterfaces) },
+		"pods": func(key string, v any) {
+			d.fields(key, d.mapping(key, v), map[string]func(string, any){
+				"enabled":       func(key string, v any) { d.bool(key, v, &c.Pods.Enabled) },
+				"cni_cache_dir": func(key string, v any) { d.string(key, v, &c.Pods.CNICacheDir) },
+			})
+		},
 	})
 	if c.Attach == AttachXDP && !d.given["directions"] {
 		c.Directions = []string{DirectionReceive}
@@ -158,6 +164,15 @@ func (d *decoder) string(key string, v any, dst *string) {
 		return
 	}
 	*dst = s
+}
+
+func (d *decoder) bool(key string, v any, dst **bool) {
+	b, ok := v.(bool)
+	if !ok {
+		d.wrongType(key, "true or false", v)
+		return
+	}
+	*dst = &b
 }
 
 func (d *decoder) strings(key string, v any, dst *[]string) {

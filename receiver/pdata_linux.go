@@ -9,6 +9,7 @@ import (
 
 	"github.com/ebpfnet/ebpfnet/bpf"
 	"github.com/ebpfnet/ebpfnet/internal/metrics"
+	"github.com/ebpfnet/ebpfnet/internal/pods"
 	"github.com/ebpfnet/ebpfnet/internal/snapshot"
 	"github.com/ebpfnet/ebpfnet/internal/version"
 )
@@ -33,17 +34,33 @@ func toMetrics(s *snapshot.Snapshot, started time.Time, now pcommon.Timestamp, t
 
 	bytes := newSum(sm, metrics.IO)
 	packets := newSum(sm, metrics.Packets)
-	metrics.Each(s, func(i *snapshot.Interface, d bpf.Direction, c bpf.Class, n bpf.Count) {
-		attrs := metrics.Attributes(i.Name, d, c)
-		addPoint(bytes, i, now, n.Bytes, attrs)
-		addPoint(packets, i, now, n.Packets, attrs)
-	})
 	netErrors := newSum(sm, metrics.Errors)
 	netDropped := newSum(sm, metrics.Dropped)
+	// Each pod's own view of its traffic goes in a Resource of its own,
+	// named by k8s.pod.uid, k8s.pod.name and k8s.namespace.name, as the
+	// semantic conventions and the k8sattributes processor have it.
+	pods := podResources{md: md}
+	metrics.Each(s, func(i *snapshot.Interface, d bpf.Direction, c bpf.Class, n bpf.Count) {
+		attrs := metrics.Attributes(i.Name, d, c, i.Pod)
+		addPoint(bytes, i, now, n.Bytes, attrs)
+		addPoint(packets, i, now, n.Packets, attrs)
+		if i.Pod != nil {
+			p, pd := pods.of(i.Pod), metrics.PodDirection(d)
+			attrs := metrics.Attributes(i.Pod.Interface, pd, c, nil)
+			addPoint(p.bytes, i, now, n.Bytes, attrs)
+			addPoint(p.packets, i, now, n.Packets, attrs)
+		}
+	})
 	metrics.EachKernel(s, func(i *snapshot.Interface, d bpf.Direction, k snapshot.KernelStats) {
-		attrs := metrics.KernelAttributes(i.Name, d)
+		attrs := metrics.KernelAttributes(i.Name, d, i.Pod)
 		addPoint(netErrors, i, now, k.Errors, attrs)
 		addPoint(netDropped, i, now, k.Dropped, attrs)
+		if i.Pod != nil {
+			p, pd := pods.of(i.Pod), metrics.PodDirection(d)
+			attrs := metrics.KernelAttributes(i.Pod.Interface, pd, nil)
+			addPoint(p.errors, i, now, k.Errors, attrs)
+			addPoint(p.dropped, i, now, k.Dropped, attrs)
+		}
 	})
 
 	attached := newMetric(sm, metrics.InterfacesAttached).SetEmptyGauge().DataPoints().AppendEmpty()
@@ -69,8 +86,38 @@ func toMetrics(s *snapshot.Snapshot, started time.Time, now pcommon.Timestamp, t
 	dur.SetDoubleValue(took.Seconds())
 	// A metric without points is dropped by every backend, and logged by
 	// some (Prometheus, on every push).
-	sm.Metrics().RemoveIf(func(m pmetric.Metric) bool { return dataPoints(m) == 0 })
+	for i := 0; i < md.ResourceMetrics().Len(); i++ {
+		md.ResourceMetrics().At(i).ScopeMetrics().At(0).Metrics().RemoveIf(func(m pmetric.Metric) bool { return dataPoints(m) == 0 })
+	}
 	return md
+}
+
+// podResources are the Resources of the pods in a snapshot, by UID.
+type podResources struct {
+	md  pmetric.Metrics
+	uid map[string]*podSums
+}
+
+type podSums struct{ bytes, packets, errors, dropped pmetric.NumberDataPointSlice }
+
+// of returns the pod's Resource's sums, made the first time.
+func (r *podResources) of(p *pods.Pod) *podSums {
+	if s := r.uid[p.UID]; s != nil {
+		return s
+	}
+	rm := r.md.ResourceMetrics().AppendEmpty()
+	for _, kv := range metrics.PodAttributes(p) {
+		rm.Resource().Attributes().PutStr(string(kv.Key), kv.Value.AsString())
+	}
+	sm := rm.ScopeMetrics().AppendEmpty()
+	sm.Scope().SetName(ScopeName)
+	sm.Scope().SetVersion(version.Get())
+	s := &podSums{newSum(sm, metrics.PodIO), newSum(sm, metrics.PodPackets), newSum(sm, metrics.PodErrors), newSum(sm, metrics.PodDropped)}
+	if r.uid == nil {
+		r.uid = map[string]*podSums{}
+	}
+	r.uid[p.UID] = s
+	return s
 }
 
 // dataPoints is how many points a sum or gauge has.

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"sync"
 
 	"github.com/cilium/ebpf"
@@ -18,6 +19,7 @@ import (
 	"github.com/ebpfnet/ebpfnet/config"
 	"github.com/ebpfnet/ebpfnet/internal/attach"
 	"github.com/ebpfnet/ebpfnet/internal/ifwatch"
+	"github.com/ebpfnet/ebpfnet/internal/pods"
 	"github.com/ebpfnet/ebpfnet/internal/snapshot"
 )
 
@@ -26,6 +28,7 @@ type Datapath struct {
 	objs    *bpf.Objects
 	mgr     *attach.Manager
 	watcher *ifwatch.Watcher
+	pods    *pods.Index // nil: pods are not named
 
 	mu     sync.Mutex // serialises reads: the reader reuses its buffers
 	reader *snapshot.Reader
@@ -82,19 +85,38 @@ func Open(cfg config.Config, log *slog.Logger) (*Datapath, error) {
 		d.objs.Close()
 		return nil, err
 	}
+	var (
+		peers ifwatch.Peers
+		podOf func(int) *pods.Pod
+	)
+	if cfg.Pods.On(isDir) {
+		if d.pods, err = pods.Watch(cfg.Pods.CNICacheDir, log); err != nil {
+			d.Close()
+			return nil, err
+		}
+		peers, podOf = d.pods, d.pods.Pod
+	}
 	// The reader's socket before the interfaces take their file
 	// descriptors (a tcx or XDP link is one): out of them, ebpfnet still
 	// reads what it could attach.
-	if d.reader, err = snapshot.NewReader(d.objs); err != nil {
+	if d.reader, err = snapshot.NewReader(d.objs, podOf); err != nil {
 		d.Close()
 		return nil, err
 	}
-	if d.watcher, err = ifwatch.Watch(d.mgr, match, log); err != nil {
+	if d.watcher, err = ifwatch.Watch(d.mgr, match, peers, log); err != nil {
 		d.Close()
 		return nil, fmt.Errorf("watch interfaces: %w", err)
 	}
 	return d, nil
 }
+
+func isDir(path string) bool {
+	st, err := os.Stat(path)
+	return err == nil && st.IsDir()
+}
+
+// NamesPods says whether interfaces are named by their pods.
+func (d *Datapath) NamesPods() bool { return d.pods != nil }
 
 // AttachMode is the attach mode in use: tcx, tc or xdp (auto resolved).
 func (d *Datapath) AttachMode() string { return d.mgr.Mode() }
@@ -128,6 +150,9 @@ func (d *Datapath) Close() error {
 	}
 	if d.reader != nil {
 		d.reader.Close()
+	}
+	if d.pods != nil {
+		d.pods.Close()
 	}
 	return errors.Join(d.mgr.Close(), d.objs.Close())
 }

@@ -24,18 +24,29 @@ type Watcher struct {
 	mgr   *attach.Manager
 	match *config.Matcher
 	log   *slog.Logger
+	peers Peers // told of each selected interface's peer namespace, or nil
 
 	done chan struct{}
 	wg   sync.WaitGroup
 }
 
+// Peers is told where each selected interface's peer is: the pod index
+// (internal/pods) names a pod's host veth by it.
+type Peers interface {
+	// SetLink: the interface's peer is ifindex peer in namespace nsid
+	// (IFLA_LINK_NETNSID, -1 where it has none).
+	SetLink(ifindex int, name string, nsid, peer int)
+	ForgetLink(ifindex int)
+}
+
 // Watch attaches to every selected interface there is, detaches what was
 // picked up from pins but is no longer selected, and then follows changes
-// until Close. An interface that cannot be attached is the manager's to
-// report (counted and logged once); Watch fails only when it cannot
-// listen to netlink or list the interfaces at all.
-func Watch(mgr *attach.Manager, match *config.Matcher, log *slog.Logger) (*Watcher, error) {
-	w := &Watcher{mgr: mgr, match: match, log: log, done: make(chan struct{})}
+// until Close; peers, if not nil, hears of each. An interface that cannot
+// be attached is the manager's to report (counted and logged once); Watch
+// fails only when it cannot listen to netlink or list the interfaces at
+// all.
+func Watch(mgr *attach.Manager, match *config.Matcher, peers Peers, log *slog.Logger) (*Watcher, error) {
+	w := &Watcher{mgr: mgr, match: match, peers: peers, log: log, done: make(chan struct{})}
 	// Subscribe before listing, so that nothing created in between is missed.
 	updates, err := w.subscribe()
 	if err != nil {
@@ -80,12 +91,12 @@ func (w *Watcher) sync() (int, error) {
 	for _, l := range links {
 		if a := l.Attrs(); w.match.Match(a.Name) {
 			selected[a.Index] = true
-			_ = w.mgr.Attach(netDev(a)) // the manager reports failures
+			w.attach(a)
 		}
 	}
 	for _, a := range w.mgr.AppendAttached(nil) {
 		if !selected[a.Index] {
-			if err := w.mgr.Detach(a.Index); err != nil {
+			if err := w.detach(a.Index); err != nil {
 				w.log.Warn("detach interface no longer selected", "interface", a.Name, "error", err)
 			}
 		}
@@ -138,12 +149,12 @@ func (w *Watcher) handle(u netlink.LinkUpdate) {
 	var err error
 	switch {
 	case u.Header.Type == unix.RTM_DELLINK:
-		err = w.mgr.Detach(a.Index)
+		err = w.detach(a.Index)
 	case w.match.Match(a.Name):
-		_ = w.mgr.Attach(netDev(a)) // the manager reports failures
+		w.attach(a)
 	default:
 		// Renamed to a name that is not selected, or never selected.
-		err = w.mgr.Detach(a.Index)
+		err = w.detach(a.Index)
 	}
 	if err != nil {
 		w.log.Warn("detach interface", "interface", a.Name, "error", err)
@@ -159,10 +170,27 @@ func (w *Watcher) retryRefused() {
 			_ = w.mgr.Detach(index) // forgets the refusal
 			continue
 		}
-		if w.mgr.Attach(netDev(l.Attrs())) == nil {
+		if w.attach(l.Attrs()) == nil {
 			w.log.Info("counting interface refused earlier: a row is free", "interface", l.Attrs().Name)
 		}
 	}
+}
+
+// attach attaches a selected interface (the manager reports failures) and
+// tells peers where its peer is.
+func (w *Watcher) attach(a *netlink.LinkAttrs) error {
+	err := w.mgr.Attach(netDev(a))
+	if w.peers != nil {
+		w.peers.SetLink(a.Index, a.Name, a.NetNsID, a.ParentIndex)
+	}
+	return err
+}
+
+func (w *Watcher) detach(index int) error {
+	if w.peers != nil {
+		w.peers.ForgetLink(index)
+	}
+	return w.mgr.Detach(index)
 }
 
 func netDev(a *netlink.LinkAttrs) attach.NetDev {

@@ -9,6 +9,7 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 
 	"github.com/ebpfnet/ebpfnet/bpf"
+	"github.com/ebpfnet/ebpfnet/internal/pods"
 	"github.com/ebpfnet/ebpfnet/internal/snapshot"
 )
 
@@ -29,6 +30,19 @@ var (
 	Dropped = Definition{"system.network.packet.dropped", "{packet}",
 		"Packets dropped on the interface, as the kernel counts them in its interface statistics (totals since the interface was created)."}
 
+	// A pod's traffic in the pod's own view (its host veth's, with the
+	// directions turned round: transmit is what the pod sent). The
+	// semantic conventions name k8s.pod.network.io and .errors; packets and
+	// drops take names of the same family.
+	PodIO = Definition{"k8s.pod.network.io", "By",
+		"Bytes the pod's interface sent (transmit) and received (receive): its host veth's frames, counted by eBPF, in the pod's view."}
+	PodPackets = Definition{"k8s.pod.network.packet.count", "{packet}",
+		"Packets (frames) the pod's interface sent and received: its host veth's, counted by eBPF, in the pod's view."}
+	PodErrors = Definition{"k8s.pod.network.errors", "{error}",
+		"Errors on the pod's host veth, as the kernel counts them, in the pod's view."}
+	PodDropped = Definition{"k8s.pod.network.packet.dropped", "{packet}",
+		"Packets dropped on the pod's host veth, as the kernel counts them, in the pod's view."}
+
 	InterfacesAttached = Definition{"ebpfnet.interfaces.attached", "{interface}",
 		"Interfaces ebpfnet is attached to and counting on: every hook it needs is there."}
 	HooksRestored = Definition{"ebpfnet.hooks.restored", "{hook}",
@@ -46,12 +60,29 @@ const (
 	AttrNetworkType = attribute.Key("network.type")
 	AttrTransport   = attribute.Key("network.transport")
 	AttrErrorType   = attribute.Key("error.type")
+	AttrPodUID      = attribute.Key("k8s.pod.uid")
+	AttrPodName     = attribute.Key("k8s.pod.name")
+	AttrNamespace   = attribute.Key("k8s.namespace.name")
 )
 
+// PodAttributes identifies a pod: k8s.pod.uid, k8s.pod.name and
+// k8s.namespace.name, or nothing for no pod.
+func PodAttributes(p *pods.Pod) []attribute.KeyValue {
+	if p == nil {
+		return nil
+	}
+	return []attribute.KeyValue{AttrPodUID.String(p.UID), AttrPodName.String(p.Name), AttrNamespace.String(p.Namespace)}
+}
+
+// PodDirection is direction d of a pod's host veth, seen from the pod:
+// what the veth receives, the pod transmitted.
+func PodDirection(d bpf.Direction) bpf.Direction { return bpf.NumDirections - 1 - d }
+
 // Attributes returns the attribute set of one series: the interface, the
-// direction, and the IP version and transport where the class has them.
-func Attributes(iface string, d bpf.Direction, c bpf.Class) []attribute.KeyValue {
-	kv := append(make([]attribute.KeyValue, 0, 4), KernelAttributes(iface, d)...)
+// direction, the IP version and transport where the class has them, and the
+// pod, where the interface is the host end of one.
+func Attributes(iface string, d bpf.Direction, c bpf.Class, pod *pods.Pod) []attribute.KeyValue {
+	kv := append(make([]attribute.KeyValue, 0, 7), KernelAttributes(iface, d, pod)...)
 	if t := c.NetworkType(); t != "" {
 		kv = append(kv, AttrNetworkType.String(t))
 	}
@@ -62,9 +93,9 @@ func Attributes(iface string, d bpf.Direction, c bpf.Class) []attribute.KeyValue
 }
 
 // KernelAttributes returns the attribute set of one interface's errors or
-// drops in direction d: the interface and the direction.
-func KernelAttributes(iface string, d bpf.Direction) []attribute.KeyValue {
-	return []attribute.KeyValue{AttrInterface.String(iface), AttrDirection.String(d.String())}
+// drops in direction d: the interface and the direction, and the pod.
+func KernelAttributes(iface string, d bpf.Direction, pod *pods.Pod) []attribute.KeyValue {
+	return append([]attribute.KeyValue{AttrInterface.String(iface), AttrDirection.String(d.String())}, PodAttributes(pod)...)
 }
 
 // EachKernel calls fn for every attached interface of s and direction

@@ -2,6 +2,7 @@ package metrics
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"time"
 
@@ -9,6 +10,7 @@ import (
 	"go.opentelemetry.io/otel/metric"
 
 	"github.com/ebpfnet/ebpfnet/bpf"
+	"github.com/ebpfnet/ebpfnet/internal/pods"
 	"github.com/ebpfnet/ebpfnet/internal/snapshot"
 )
 
@@ -31,7 +33,8 @@ func Register(meter metric.Meter, src Source, onPanic func()) (metric.Registrati
 		return nil, err
 	}
 	c.onPanic = onPanic
-	return meter.RegisterCallback(c.Observe, c.io, c.packets, c.netErrors, c.netDropped, c.attached, c.errors, c.restored)
+	return meter.RegisterCallback(c.Observe, c.io, c.packets, c.netErrors, c.netDropped,
+		c.podIO, c.podPackets, c.podErrors, c.podDropped, c.attached, c.errors, c.restored)
 }
 
 // NewCallback creates the instruments on meter; its Observe is the
@@ -39,29 +42,21 @@ func Register(meter metric.Meter, src Source, onPanic func()) (metric.Registrati
 // time Observe on its own.
 func NewCallback(meter metric.Meter, src Source) (*Callback, error) {
 	c := &Callback{src: src, series: map[string]*seriesOptions{}, errOpts: map[string][]metric.ObserveOption{}}
+	var errs []error
+	counter := func(def Definition) metric.Int64ObservableCounter {
+		i, err := meter.Int64ObservableCounter(def.Name, metric.WithUnit(def.Unit), metric.WithDescription(def.Description))
+		errs = append(errs, err)
+		return i
+	}
+	c.io, c.packets, c.netErrors, c.netDropped = counter(IO), counter(Packets), counter(Errors), counter(Dropped)
+	c.podIO, c.podPackets, c.podErrors, c.podDropped = counter(PodIO), counter(PodPackets), counter(PodErrors), counter(PodDropped)
+	c.errors, c.restored = counter(AttachErrors), counter(HooksRestored)
 	var err error
-	if c.io, err = meter.Int64ObservableCounter(IO.Name, metric.WithUnit(IO.Unit), metric.WithDescription(IO.Description)); err != nil {
-		return nil, err
-	}
-	if c.packets, err = meter.Int64ObservableCounter(Packets.Name, metric.WithUnit(Packets.Unit), metric.WithDescription(Packets.Description)); err != nil {
-		return nil, err
-	}
-	if c.netErrors, err = meter.Int64ObservableCounter(Errors.Name, metric.WithUnit(Errors.Unit), metric.WithDescription(Errors.Description)); err != nil {
-		return nil, err
-	}
-	if c.netDropped, err = meter.Int64ObservableCounter(Dropped.Name, metric.WithUnit(Dropped.Unit), metric.WithDescription(Dropped.Description)); err != nil {
-		return nil, err
-	}
-	if c.attached, err = meter.Int64ObservableGauge(InterfacesAttached.Name, metric.WithUnit(InterfacesAttached.Unit), metric.WithDescription(InterfacesAttached.Description)); err != nil {
-		return nil, err
-	}
-	if c.errors, err = meter.Int64ObservableCounter(AttachErrors.Name, metric.WithUnit(AttachErrors.Unit), metric.WithDescription(AttachErrors.Description)); err != nil {
-		return nil, err
-	}
-	if c.restored, err = meter.Int64ObservableCounter(HooksRestored.Name, metric.WithUnit(HooksRestored.Unit), metric.WithDescription(HooksRestored.Description)); err != nil {
-		return nil, err
-	}
-	if c.duration, err = meter.Float64Gauge(CollectionDuration.Name, metric.WithUnit(CollectionDuration.Unit), metric.WithDescription(CollectionDuration.Description)); err != nil {
+	c.attached, err = meter.Int64ObservableGauge(InterfacesAttached.Name, metric.WithUnit(InterfacesAttached.Unit), metric.WithDescription(InterfacesAttached.Description))
+	errs = append(errs, err)
+	c.duration, err = meter.Float64Gauge(CollectionDuration.Name, metric.WithUnit(CollectionDuration.Unit), metric.WithDescription(CollectionDuration.Description))
+	errs = append(errs, err)
+	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
 	return c, nil
@@ -77,15 +72,12 @@ func NewCallback(meter metric.Meter, src Source) (*Callback, error) {
 // one batch buffer). A collection is short next to an export, so a second
 // reader waits little.
 type Callback struct {
-	src        Source
-	io         metric.Int64ObservableCounter
-	packets    metric.Int64ObservableCounter
-	netErrors  metric.Int64ObservableCounter
-	netDropped metric.Int64ObservableCounter
-	attached   metric.Int64ObservableGauge
-	errors     metric.Int64ObservableCounter
-	restored   metric.Int64ObservableCounter
-	duration   metric.Float64Gauge
+	src                                      Source
+	io, packets, netErrors, netDropped       metric.Int64ObservableCounter
+	podIO, podPackets, podErrors, podDropped metric.Int64ObservableCounter
+	errors, restored                         metric.Int64ObservableCounter
+	attached                                 metric.Int64ObservableGauge
+	duration                                 metric.Float64Gauge
 
 	onPanic func()
 
@@ -97,23 +89,38 @@ type Callback struct {
 }
 
 // seriesOptions are one interface's attribute sets, made when a series
-// first has data.
+// first has data: the interface's own, and its pod's.
 type seriesOptions struct {
-	gen    uint64 // the last collection that saw the interface
-	opts   [bpf.NumDirections][bpf.NumClasses][]metric.ObserveOption
-	kernel [bpf.NumDirections][]metric.ObserveOption // errors and drops
+	gen       uint64 // the last collection that saw the interface
+	pod       pods.Pod
+	opts      [bpf.NumDirections][bpf.NumClasses][]metric.ObserveOption
+	kernel    [bpf.NumDirections][]metric.ObserveOption // errors and drops
+	podOpts   [bpf.NumDirections][bpf.NumClasses][]metric.ObserveOption
+	podKernel [bpf.NumDirections][]metric.ObserveOption
 }
 
 // seriesOf returns the interface's attribute sets, marked as seen in this
-// collection.
-func (c *Callback) seriesOf(name string) *seriesOptions {
-	s := c.series[name]
-	if s == nil {
-		s = &seriesOptions{}
-		c.series[name] = s
+// collection; new ones when the interface is now another pod's.
+func (c *Callback) seriesOf(i *snapshot.Interface) *seriesOptions {
+	var pod pods.Pod
+	if i.Pod != nil {
+		pod = *i.Pod
+	}
+	s := c.series[i.Name]
+	if s == nil || s.pod != pod {
+		s = &seriesOptions{pod: pod}
+		c.series[i.Name] = s
 	}
 	s.gen = c.gen
 	return s
+}
+
+// set returns the cached options at *slot, made by attrs the first time.
+func set(slot *[]metric.ObserveOption, attrs func() []attribute.KeyValue) []metric.ObserveOption {
+	if *slot == nil {
+		*slot = []metric.ObserveOption{metric.WithAttributeSet(attribute.NewSet(attrs()...))}
+	}
+	return *slot
 }
 
 // Observe takes a snapshot and observes every series in it.
@@ -141,29 +148,33 @@ func (c *Callback) Observe(ctx context.Context, o metric.Observer) error {
 	)
 	seriesOf := func(i *snapshot.Interface) *seriesOptions {
 		if i != last {
-			last, s = i, c.seriesOf(i.Name)
+			last, s = i, c.seriesOf(i)
 		}
 		return s
 	}
 	Each(&c.snap, func(i *snapshot.Interface, d bpf.Direction, k bpf.Class, n bpf.Count) {
 		s := seriesOf(i)
-		opts := s.opts[d][k]
-		if opts == nil {
-			opts = []metric.ObserveOption{metric.WithAttributeSet(attribute.NewSet(Attributes(i.Name, d, k)...))}
-			s.opts[d][k] = opts
-		}
+		opts := set(&s.opts[d][k], func() []attribute.KeyValue { return Attributes(i.Name, d, k, i.Pod) })
 		o.ObserveInt64(c.packets, int64(n.Packets), opts...)
 		o.ObserveInt64(c.io, int64(n.Bytes), opts...)
+		if i.Pod != nil {
+			pd := PodDirection(d)
+			opts := set(&s.podOpts[pd][k], func() []attribute.KeyValue { return Attributes(i.Pod.Interface, pd, k, i.Pod) })
+			o.ObserveInt64(c.podPackets, int64(n.Packets), opts...)
+			o.ObserveInt64(c.podIO, int64(n.Bytes), opts...)
+		}
 	})
 	EachKernel(&c.snap, func(i *snapshot.Interface, d bpf.Direction, k snapshot.KernelStats) {
 		s := seriesOf(i)
-		opts := s.kernel[d]
-		if opts == nil {
-			opts = []metric.ObserveOption{metric.WithAttributeSet(attribute.NewSet(KernelAttributes(i.Name, d)...))}
-			s.kernel[d] = opts
-		}
+		opts := set(&s.kernel[d], func() []attribute.KeyValue { return KernelAttributes(i.Name, d, i.Pod) })
 		o.ObserveInt64(c.netErrors, int64(k.Errors), opts...)
 		o.ObserveInt64(c.netDropped, int64(k.Dropped), opts...)
+		if i.Pod != nil {
+			pd := PodDirection(d)
+			opts := set(&s.podKernel[pd], func() []attribute.KeyValue { return KernelAttributes(i.Pod.Interface, pd, i.Pod) })
+			o.ObserveInt64(c.podErrors, int64(k.Errors), opts...)
+			o.ObserveInt64(c.podDropped, int64(k.Dropped), opts...)
+		}
 	})
 	// Forget interfaces that are gone, so churn does not grow the cache.
 	for name, s := range c.series {

@@ -5,11 +5,13 @@ import (
 
 	"github.com/ebpfnet/ebpfnet/bpf"
 	"github.com/ebpfnet/ebpfnet/internal/attach"
+	"github.com/ebpfnet/ebpfnet/internal/pods"
 )
 
 // Reader reads snapshots, reusing its buffers between reads.
 type Reader struct {
 	objs     *bpf.Objects
+	podOf    func(ifindex int) *pods.Pod
 	attached []attach.Interface
 	rows     []bpf.Counters
 	ks       *kernelStats
@@ -18,12 +20,13 @@ type Reader struct {
 
 // NewReader returns a Reader of objs' counters and of the kernel's own
 // statistics of the interfaces in the calling thread's network namespace.
-func NewReader(objs *bpf.Objects) (*Reader, error) {
+// podOf, if not nil, says which pod an interface belongs to.
+func NewReader(objs *bpf.Objects, podOf func(ifindex int) *pods.Pod) (*Reader, error) {
 	ks, err := newKernelStats()
 	if err != nil {
 		return nil, err
 	}
-	return &Reader{objs: objs, ks: ks, kernel: map[int][bpf.NumDirections]KernelStats{}}, nil
+	return &Reader{objs: objs, podOf: podOf, ks: ks, kernel: map[int][bpf.NumDirections]KernelStats{}}, nil
 }
 
 // Close releases the Reader's netlink socket.
@@ -55,7 +58,12 @@ func (r *Reader) Read(mgr *attach.Manager, dst *Snapshot) error {
 	dst.Interfaces = dst.Interfaces[:0]
 	for _, a := range r.attached {
 		k, ok := r.kernel[a.Index]
+		var pod *pods.Pod
+		if r.podOf != nil {
+			pod = r.podOf(a.Index)
+		}
 		dst.Interfaces = append(dst.Interfaces, Interface{
+			Pod:      pod,
 			Name:     a.Name,
 			Index:    a.Index,
 			Start:    a.Start,

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/ebpfnet/ebpfnet/bpf"
+	"github.com/ebpfnet/ebpfnet/internal/pods"
 )
 
 // Interface is one interface's counters since Start.
@@ -14,6 +15,9 @@ type Interface struct {
 	Index    int
 	Start    time.Time // when counting began: attach time, or kept with pinned state
 	Counting bool      // every hook asked for is there (attach.Interface.Counting)
+	// Pod is the pod whose network the interface is the host end of, or
+	// nil (internal/pods).
+	Pod      *pods.Pod
 	Counters bpf.Counters
 	// Kernel is the kernel's own error and drop counters for the
 	// interface (totals since it was created), read in the same collection;
