@@ -13,6 +13,7 @@ import (
 	"go.opentelemetry.io/collector/pdata/pmetric"
 
 	"github.com/ebpfnet/ebpfnet/bpf"
+	"github.com/ebpfnet/ebpfnet/internal/pods"
 	"github.com/ebpfnet/ebpfnet/internal/snapshot"
 )
 
@@ -105,5 +106,38 @@ func TestNoEmptyMetric(t *testing.T) {
 	want := []string{"ebpfnet.interfaces.attached", "ebpfnet.hooks.restored", "ebpfnet.collection.duration"}
 	if !slices.Equal(names, want) {
 		t.Errorf("metrics %v, want %v", names, want)
+	}
+}
+
+// A pod's own view goes in a Resource of its own, named by the pod (as the
+// semantic conventions and the k8sattributes processor have it); the host
+// veth's own series stay in the node's, carrying the pod's identity.
+func TestPodResources(t *testing.T) {
+	var c bpf.Counters
+	c[bpf.Receive][bpf.ClassIPv4TCP] = bpf.Count{Packets: 10, Bytes: 1000}
+	pod := &pods.Pod{UID: "3f5e", Name: "cart", Namespace: "shop", Interface: "eth0"}
+	s := snapshot.Snapshot{Interfaces: []snapshot.Interface{{Name: "veth1a2b", Index: 7, Counters: c, Counting: true, Pod: pod}}}
+	md := toMetrics(&s, time.Now(), pcommon.NewTimestampFromTime(time.Now()), time.Millisecond)
+	if n := md.ResourceMetrics().Len(); n != 2 {
+		t.Fatalf("%d resources, want the node's and the pod's", n)
+	}
+	res := md.ResourceMetrics().At(1).Resource().Attributes().AsRaw()
+	if res["k8s.pod.uid"] != "3f5e" || res["k8s.pod.name"] != "cart" || res["k8s.namespace.name"] != "shop" {
+		t.Errorf("pod resource %v", res)
+	}
+	ms := md.ResourceMetrics().At(1).ScopeMetrics().At(0).Metrics()
+	if ms.Len() != 2 || ms.At(0).Name() != "k8s.pod.network.io" || ms.At(1).Name() != "k8s.pod.network.packet.count" {
+		t.Fatalf("pod metrics: %d", ms.Len())
+	}
+	p := ms.At(1).Sum().DataPoints().At(0)
+	if d, _ := p.Attributes().Get("network.io.direction"); d.Str() != "transmit" || p.IntValue() != 10 {
+		t.Errorf("the pod's view of what its veth received: %v = %d, want transmit = 10", p.Attributes().AsRaw(), p.IntValue())
+	}
+	if _, ok := p.Attributes().Get("k8s.pod.uid"); ok {
+		t.Error("the pod's identity is on the data point too")
+	}
+	node := md.ResourceMetrics().At(0).ScopeMetrics().At(0).Metrics().At(0).Sum().DataPoints().At(0).Attributes().AsRaw()
+	if node["k8s.pod.name"] != "cart" || node["network.interface.name"] != "veth1a2b" {
+		t.Errorf("the veth's own series: %v", node)
 	}
 }

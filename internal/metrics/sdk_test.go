@@ -12,6 +12,7 @@ import (
 	"go.opentelemetry.io/otel/sdk/metric/metricdata/metricdatatest"
 
 	"github.com/ebpfnet/ebpfnet/bpf"
+	"github.com/ebpfnet/ebpfnet/internal/pods"
 	"github.com/ebpfnet/ebpfnet/internal/snapshot"
 )
 
@@ -219,4 +220,47 @@ func consistent(sm metricdata.ScopeMetrics) string {
 		}
 	}
 	return ""
+}
+
+// A pod's host veth: its own series carry the pod's identity, and the same
+// counts are observed in the pod's view, under the k8s.pod.network.*
+// names, with the pod's interface name and the directions turned round.
+func TestPodView(t *testing.T) {
+	var c bpf.Counters
+	c[bpf.Receive][bpf.ClassIPv4TCP] = bpf.Count{Packets: 10, Bytes: 1000} // the pod sent
+	c[bpf.Transmit][bpf.ClassIPv4UDP] = bpf.Count{Packets: 3, Bytes: 300}  // the pod received
+	pod := &pods.Pod{UID: "3f5e", Name: "cart", Namespace: "shop", Interface: "eth0"}
+	snap := snapshot.Snapshot{Interfaces: []snapshot.Interface{
+		{Name: "veth1a2b", Index: 7, Counters: c, Counting: true, Pod: pod, KernelOK: true,
+			Kernel: [bpf.NumDirections]snapshot.KernelStats{{Errors: 1, Dropped: 2}, {Errors: 3, Dropped: 4}}},
+	}}
+	sm := collect(t, func(s *snapshot.Snapshot) error { *s = snap; return nil })
+	got := map[string]metricdata.Metrics{}
+	for _, m := range sm.Metrics {
+		got[m.Name] = m
+	}
+	id := []attribute.KeyValue{AttrPodUID.String("3f5e"), AttrPodName.String("cart"), AttrNamespace.String("shop")}
+	with := func(kv ...attribute.KeyValue) []attribute.KeyValue { return append(kv, id...) }
+	rx, tx := AttrDirection.String("receive"), AttrDirection.String("transmit")
+	v4 := AttrNetworkType.String("ipv4")
+	sum := func(points ...metricdata.DataPoint[int64]) metricdata.Sum[int64] {
+		return metricdata.Sum[int64]{Temporality: metricdata.CumulativeTemporality, IsMonotonic: true, DataPoints: points}
+	}
+	for _, want := range []metricdata.Metrics{
+		{Name: "system.network.packet.count", Unit: "{packet}", Description: Packets.Description, Data: sum(
+			point(10, with(AttrInterface.String("veth1a2b"), rx, v4, AttrTransport.String("tcp"))...),
+			point(3, with(AttrInterface.String("veth1a2b"), tx, v4, AttrTransport.String("udp"))...))},
+		{Name: "k8s.pod.network.packet.count", Unit: "{packet}", Description: PodPackets.Description, Data: sum(
+			point(10, with(AttrInterface.String("eth0"), tx, v4, AttrTransport.String("tcp"))...),
+			point(3, with(AttrInterface.String("eth0"), rx, v4, AttrTransport.String("udp"))...))},
+		{Name: "k8s.pod.network.io", Unit: "By", Description: PodIO.Description, Data: sum(
+			point(1000, with(AttrInterface.String("eth0"), tx, v4, AttrTransport.String("tcp"))...),
+			point(300, with(AttrInterface.String("eth0"), rx, v4, AttrTransport.String("udp"))...))},
+		{Name: "k8s.pod.network.errors", Unit: "{error}", Description: PodErrors.Description, Data: sum(
+			point(1, with(AttrInterface.String("eth0"), tx)...), point(3, with(AttrInterface.String("eth0"), rx)...))},
+		{Name: "k8s.pod.network.packet.dropped", Unit: "{packet}", Description: PodDropped.Description, Data: sum(
+			point(2, with(AttrInterface.String("eth0"), tx)...), point(4, with(AttrInterface.String("eth0"), rx)...))},
+	} {
+		metricdatatest.AssertEqual(t, want, got[want.Name], metricdatatest.IgnoreTimestamp())
+	}
 }
