@@ -13,45 +13,71 @@ import (
 	"github.com/ebpfnet/ebpfnet/internal/snapshot"
 )
 
-// Definition is one metric's name, unit and description.
+// Definition is one metric: its name, unit, description, instrument and
+// attributes, as both front ends make it and receiver/metadata.yaml
+// documents it (a test holds the three together).
 type Definition struct {
 	Name, Unit, Description string
+	Kind                    Kind
+	// Attributes are those of its data points, in the receiver's output
+	// (where a pod's identity is its Resource's); the sidecar adds the
+	// pod's to the pod view's points.
+	Attributes []attribute.Key
 }
+
+// Kind is the instrument a metric is.
+type Kind int
+
+const (
+	Counter      Kind = iota // monotonic cumulative sum of whole numbers
+	Gauge                    // gauge of whole numbers
+	FloatGauge               // gauge of real numbers
+)
+
+var (
+	interfaceAttrs = []attribute.Key{AttrInterface, AttrDirection, AttrNetworkType, AttrTransport, AttrPodUID, AttrPodName, AttrNamespace}
+	kernelAttrs    = []attribute.Key{AttrInterface, AttrDirection, AttrPodUID, AttrPodName, AttrNamespace}
+	podAttrs       = []attribute.Key{AttrInterface, AttrDirection, AttrNetworkType, AttrTransport}
+	podKernelAttrs = []attribute.Key{AttrInterface, AttrDirection}
+)
 
 // The metrics of the contract.
 var (
 	IO = Definition{"system.network.io", "By",
-		"Bytes seen on the interface: the frames' length including Ethernet header and VLAN tags, counted by eBPF."}
+		"Bytes seen on the interface: the frames' length including Ethernet header and VLAN tags, counted by eBPF.", Counter, interfaceAttrs}
 	Packets = Definition{"system.network.packet.count", "{packet}",
-		"Packets (frames) seen on the interface, counted by eBPF."}
+		"Packets (frames) seen on the interface, counted by eBPF.", Counter, interfaceAttrs}
 
 	Errors = Definition{"system.network.errors", "{error}",
-		"Errors on the interface, as the kernel counts them in its interface statistics (totals since the interface was created)."}
+		"Errors on the interface, as the kernel counts them in its interface statistics (totals since the interface was created).", Counter, kernelAttrs}
 	Dropped = Definition{"system.network.packet.dropped", "{packet}",
-		"Packets dropped on the interface, as the kernel counts them in its interface statistics (totals since the interface was created)."}
+		"Packets dropped on the interface, as the kernel counts them in its interface statistics (totals since the interface was created).", Counter, kernelAttrs}
 
 	// A pod's traffic in the pod's own view (its host veth's, with the
 	// directions turned round: transmit is what the pod sent). The
 	// semantic conventions name k8s.pod.network.io and .errors; packets and
 	// drops take names of the same family.
 	PodIO = Definition{"k8s.pod.network.io", "By",
-		"Bytes the pod's interface sent (transmit) and received (receive): its host veth's frames, counted by eBPF, in the pod's view."}
+		"Bytes the pod's interface sent (transmit) and received (receive): its host veth's frames, counted by eBPF, in the pod's view.", Counter, podAttrs}
 	PodPackets = Definition{"k8s.pod.network.packet.count", "{packet}",
-		"Packets (frames) the pod's interface sent and received: its host veth's, counted by eBPF, in the pod's view."}
+		"Packets (frames) the pod's interface sent and received: its host veth's, counted by eBPF, in the pod's view.", Counter, podAttrs}
 	PodErrors = Definition{"k8s.pod.network.errors", "{error}",
-		"Errors on the pod's host veth, as the kernel counts them, in the pod's view."}
+		"Errors on the pod's host veth, as the kernel counts them, in the pod's view.", Counter, podKernelAttrs}
 	PodDropped = Definition{"k8s.pod.network.packet.dropped", "{packet}",
-		"Packets dropped on the pod's host veth, as the kernel counts them, in the pod's view."}
+		"Packets dropped on the pod's host veth, as the kernel counts them, in the pod's view.", Counter, podKernelAttrs}
 
 	InterfacesAttached = Definition{"ebpfnet.interfaces.attached", "{interface}",
-		"Interfaces ebpfnet is attached to and counting on: every hook it needs is there."}
+		"Interfaces ebpfnet is attached to and counting on: every hook it needs is there.", Gauge, nil}
 	HooksRestored = Definition{"ebpfnet.hooks.restored", "{hook}",
-		"Hooks of ebpfnet's that someone else removed (a tc qdisc or filter deleted, a link detached) and ebpfnet put back."}
+		"Hooks of ebpfnet's that someone else removed (a tc qdisc or filter deleted, a link detached) and ebpfnet put back.", Counter, nil}
 	AttachErrors = Definition{"ebpfnet.attach.errors", "{error}",
-		"Attachments that failed, by error.type: max_interfaces (over the cardinality guard, once per interface refused), attach (the kernel refused a hook), file_limit (out of file descriptors)."}
+		"Attachments that failed, by error.type: max_interfaces (over the cardinality guard, once per interface refused), attach (the kernel refused a hook), file_limit (out of file descriptors).", Counter, []attribute.Key{AttrErrorType}}
 	CollectionDuration = Definition{"ebpfnet.collection.duration", "s",
-		"Time one collection took to read every interface's counters."}
+		"Time one collection took to read every interface's counters.", FloatGauge, nil}
 )
+
+// All are every metric, in the order the front ends make them.
+var All = []Definition{IO, Packets, Errors, Dropped, PodIO, PodPackets, PodErrors, PodDropped, InterfacesAttached, AttachErrors, HooksRestored, CollectionDuration}
 
 // Attribute keys.
 const (
