@@ -33,6 +33,39 @@ type Config struct {
 	// Pods names the host ends of pods' networks by their pods, on a
 	// Kubernetes node, from the container runtime's CNI result cache.
 	Pods Pods `mapstructure:"pods" yaml:"pods"`
+	// Metrics switches metrics off or on, by name, in the shape of the
+	// Collector's mdatagen metrics blocks; every metric is on by default.
+	Metrics map[string]MetricSettings `mapstructure:"metrics" yaml:"metrics,omitempty"`
+	// SplitBy are the class attributes the traffic metrics keep, of
+	// network.type and network.transport: [] counts per interface and
+	// direction only. Sums stay exact: classes merge before any point is
+	// made.
+	SplitBy []string `mapstructure:"split_by" yaml:"split_by"`
+}
+
+// MetricSettings switch one metric.
+type MetricSettings struct {
+	Enabled bool `mapstructure:"enabled" yaml:"enabled"`
+}
+
+// The class attributes split_by may keep.
+const (
+	SplitNetworkType = "network.type"
+	SplitTransport   = "network.transport"
+)
+
+// MetricNames are the metrics the metrics block may name (internal/metrics
+// holds their definitions; a test keeps the two lists one).
+var MetricNames = []string{
+	"system.network.io", "system.network.packet.count", "system.network.errors", "system.network.packet.dropped",
+	"k8s.pod.network.io", "k8s.pod.network.packet.count", "k8s.pod.network.errors", "k8s.pod.network.packet.dropped",
+	"ebpfnet.interfaces.attached", "ebpfnet.attach.errors", "ebpfnet.hooks.restored", "ebpfnet.collection.duration",
+}
+
+// MetricEnabled says whether the named metric is made.
+func (c *Config) MetricEnabled(name string) bool {
+	m, ok := c.Metrics[name]
+	return !ok || m.Enabled
 }
 
 // Pods says whether and where to read which pod each interface belongs to.
@@ -89,6 +122,7 @@ func Default() Config {
 		Directions:    []string{DirectionReceive, DirectionTransmit},
 		MaxInterfaces: 1024,
 		Pods:          Pods{CNICacheDir: DefaultCNICacheDir},
+		SplitBy:       []string{SplitNetworkType, SplitTransport},
 	}
 }
 
@@ -101,6 +135,7 @@ var (
 	ErrMaxInterfaces = errors.New("max_interfaces out of range")
 	ErrPinPath       = errors.New("bad pin_path")
 	ErrPods          = errors.New("bad pods setting")
+	ErrSplitBy       = errors.New("bad split_by")
 )
 
 // Validate reports every problem in c at once, one line each, each naming
@@ -149,6 +184,14 @@ func (c *Config) Validate() error {
 	}
 	if err := checkPinPath(c.PinPath); err != nil {
 		errs = append(errs, err)
+	}
+	for i, a := range c.SplitBy {
+		switch {
+		case a != SplitNetworkType && a != SplitTransport:
+			errs = append(errs, problem(ErrSplitBy, fmt.Sprintf("split_by[%d]", i), "unknown attribute %q (want network.type, network.transport, or both, or [] for none)", a))
+		case slices.Index(c.SplitBy, a) != i:
+			errs = append(errs, problem(ErrSplitBy, fmt.Sprintf("split_by[%d]", i), "%q is listed twice", a))
+		}
 	}
 	if !filepath.IsAbs(c.Pods.CNICacheDir) {
 		errs = append(errs, problem(ErrPods, "pods.cni_cache_dir", "must be an absolute path, got %q", c.Pods.CNICacheDir))

@@ -143,6 +143,15 @@ func TestLoadFile(t *testing.T) {
 		t.Errorf("got:\n%v\nwant:\n%s", err, wantErr)
 	}
 
+	// Metric names hold dots; the line is still the metric's own.
+	path = write("attach: tc\nmetrics:\n  system.network.io: {enabled: false}\n  system.network.errors:\n    enabled: maybe\n  system.network.bytes: {}\n")
+	_, err = LoadFile(path)
+	wantErr = "config file " + path + ": line 6: metrics.system.network.bytes: unknown metric (the metrics are " + strings.Join(MetricNames, ", ") + ")\n" +
+		"config file " + path + `: line 5: metrics.system.network.errors.enabled: want true or false, got the string "maybe"`
+	if err == nil || err.Error() != wantErr {
+		t.Errorf("got:\n%v\nwant:\n%s", err, wantErr)
+	}
+
 	if _, err := LoadFile(filepath.Join(dir, "missing.yaml")); err == nil || !strings.Contains(err.Error(), "missing.yaml") {
 		t.Errorf("missing file: %v", err)
 	}
@@ -183,10 +192,22 @@ func TestDecode(t *testing.T) {
 		{"interfaces not a mapping", map[string]any{"interfaces": []any{"eth0"}}, []string{"interfaces: want a mapping of keys, got a list"}, nil},
 		{"huge number", map[string]any{"max_interfaces": 1e300}, []string{"max_interfaces: want a whole number, got 1e+300"}, nil},
 		{"pods", map[string]any{"pods": map[string]any{"enabled": false, "cni_cache_dir": "/run/cni"}}, nil,
-			func(c Config) bool { return c.Pods.Enabled != nil && !*c.Pods.Enabled && c.Pods.CNICacheDir == "/run/cni" }},
+			func(c Config) bool {
+				return c.Pods.Enabled != nil && !*c.Pods.Enabled && c.Pods.CNICacheDir == "/run/cni"
+			}},
 		{"pods unset is on where the cache is", nil, nil, func(c Config) bool {
 			return c.Pods.Enabled == nil && c.Pods.CNICacheDir == "/var/lib/cni" && c.Pods.On(func(string) bool { return true }) && !c.Pods.On(func(string) bool { return false })
 		}},
+		{"metrics switched off and on", map[string]any{"metrics": map[string]any{
+			"system.network.errors": map[string]any{"enabled": false}, "k8s.pod.network.io": map[string]any{"enabled": true}}, "split_by": []any{}}, nil,
+			func(c Config) bool {
+				return !c.MetricEnabled("system.network.errors") && c.MetricEnabled("k8s.pod.network.io") && c.MetricEnabled("system.network.io") && len(c.SplitBy) == 0
+			}},
+		{"split_by unset splits by both", nil, nil, func(c Config) bool { return len(c.SplitBy) == 2 }},
+		{"metrics wrong", map[string]any{"metrics": map[string]any{"system.network.bytes": map[string]any{"enabled": false},
+			"system.network.io": map[string]any{"enabled": "no"}}, "split_by": "network.type"},
+			[]string{`metrics.system.network.bytes: unknown metric (the metrics are system.network.io, system.network.packet.count, system.network.errors, system.network.packet.dropped, k8s.pod.network.io, k8s.pod.network.packet.count, k8s.pod.network.errors, k8s.pod.network.packet.dropped, ebpfnet.interfaces.attached, ebpfnet.attach.errors, ebpfnet.hooks.restored, ebpfnet.collection.duration)`, `metrics.system.network.io.enabled: want true or false, got the string "no"`,
+				`split_by: want a list of strings, got the string "network.type"`}, nil},
 		{"pods wrong", map[string]any{"pods": map[string]any{"enabled": "yes", "cache": "/x"}}, []string{`pods.cache: unknown key`, `pods.enabled: want true or false, got the string "yes"`}, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -225,6 +246,10 @@ func TestValidateRefusesWhatCannotWork(t *testing.T) {
 			"pin_path: /sys/fs/bpf is shared by every BPF tool: use a directory of ebpfnet's own, such as /sys/fs/bpf/ebpfnet"},
 		{"root", func(c *Config) { c.PinPath = "/" }, ErrPinPath,
 			"pin_path: / is shared by every BPF tool: use a directory of ebpfnet's own, such as /sys/fs/bpf/ebpfnet"},
+		{"split_by unknown", func(c *Config) { c.SplitBy = []string{"network.protocol.name"} }, ErrSplitBy,
+			`split_by[0]: unknown attribute "network.protocol.name" (want network.type, network.transport, or both, or [] for none)`},
+		{"split_by twice", func(c *Config) { c.SplitBy = []string{"network.type", "network.type"} }, ErrSplitBy,
+			`split_by[1]: "network.type" is listed twice`},
 		{"glob too long", func(c *Config) { c.Interfaces.Include = []string{"veth-of-my-long-pod*"} }, ErrPattern,
 			`interfaces.include[0]: "veth-of-my-long-pod*" can never match an interface: it matches only names of 19 bytes or more, and interface names are at most 15`},
 		{"glob with slash", func(c *Config) { c.Interfaces.Exclude = []string{"lo", "eth0/1"} }, ErrPattern,

@@ -77,6 +77,39 @@ func Decode(raw map[string]any) (Config, error) {
 		"directions":     func(key string, v any) { d.strings(key, v, &c.Directions) },
 		"pin_path":       func(key string, v any) { d.string(key, v, &c.PinPath) },
 		"max_interfaces": func(key string, v any) { d.int(key, v, &c.MaxInterfaces) },
+		"split_by":       func(key string, v any) { d.strings(key, v, &c.SplitBy) },
+		"metrics": func(key string, v any) {
+			schema := map[string]func(string, any){}
+			for _, name := range MetricNames {
+				schema[name] = func(key string, v any) {
+					var m MetricSettings
+					d.fields(key, d.mapping(key, v), map[string]func(string, any){
+						"enabled": func(key string, v any) {
+							var b *bool
+							if d.bool(key, v, &b); b != nil {
+								m.Enabled = *b
+							}
+						},
+					})
+					if _, ok := d.given[key+".enabled"]; !ok {
+						m.Enabled = true // a metric named without enabled stays on
+					}
+					if c.Metrics == nil {
+						c.Metrics = map[string]MetricSettings{}
+					}
+					c.Metrics[name] = m
+				}
+			}
+			m := d.mapping(key, v)
+			for name := range m {
+				if _, ok := schema[name]; !ok {
+					schema[name] = func(key string, _ any) {
+						d.errs = append(d.errs, problem(ErrUnknownKey, key, "unknown metric (the metrics are %s)", strings.Join(MetricNames, ", ")))
+					}
+				}
+			}
+			d.fields(key, m, schema)
+		},
 		"pods": func(key string, v any) {
 			d.fields(key, d.mapping(key, v), map[string]func(string, any){
 				"enabled":       func(key string, v any) { d.bool(key, v, &c.Pods.Enabled) },

@@ -116,19 +116,30 @@ func ReadFile(path string) (*File, error) {
 // written on, or its closest parent's, or 0.
 func (f *File) Line(key string) int {
 	line, n := 0, f.doc
-	for _, part := range strings.Split(key, ".") {
-		name, index, _ := strings.Cut(part, "[")
-		k, v := entry(n, name)
+	// A key's name may hold dots itself (metrics.system.network.io): at each
+	// level, the longest run of parts that names an entry is the entry.
+	parts := strings.Split(key, ".")
+	for i := 0; i < len(parts); {
+		var k, v *yaml.Node
+		var index string
+		j := len(parts)
+		for ; j > i; j-- {
+			var name string
+			name, index, _ = strings.Cut(strings.Join(parts[i:j], "."), "[")
+			if k, v = entry(n, name); k != nil {
+				break
+			}
+		}
 		if k == nil {
 			return line
 		}
-		line, n = k.Line, v
+		line, n, i = k.Line, v, j
 		if index != "" {
-			i, err := strconv.Atoi(strings.TrimSuffix(index, "]"))
-			if err != nil || n.Kind != yaml.SequenceNode || i >= len(n.Content) {
+			x, err := strconv.Atoi(strings.TrimSuffix(index, "]"))
+			if err != nil || n.Kind != yaml.SequenceNode || x >= len(n.Content) {
 				return line
 			}
-			line, n = n.Content[i].Line, n.Content[i]
+			line, n = n.Content[x].Line, n.Content[x]
 		}
 	}
 	return line

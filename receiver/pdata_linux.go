@@ -22,7 +22,7 @@ const ScopeName = "github.com/ebpfnet/ebpfnet/receiver"
 // and series. Each counter's start timestamp is when counting began on its
 // interface: attach time, or the time kept with pinned state; the
 // receiver's own counters start at started, the receiver's start.
-func toMetrics(s *snapshot.Snapshot, started time.Time, now pcommon.Timestamp, took time.Duration) pmetric.Metrics {
+func toMetrics(s *snapshot.Snapshot, sel metrics.Selection, started time.Time, now pcommon.Timestamp, took time.Duration) pmetric.Metrics {
 	md := pmetric.NewMetrics()
 	// No resource attributes: as with other Collector receivers, identity
 	// (host.name, host.id, service.*) is the resourcedetection and
@@ -32,21 +32,21 @@ func toMetrics(s *snapshot.Snapshot, started time.Time, now pcommon.Timestamp, t
 	sm.Scope().SetName(ScopeName)
 	sm.Scope().SetVersion(version.Get())
 
-	bytes := newSum(sm, metrics.IO)
-	packets := newSum(sm, metrics.Packets)
-	netErrors := newSum(sm, metrics.Errors)
-	netDropped := newSum(sm, metrics.Dropped)
+	bytes := newSum(sm, sel, metrics.IO)
+	packets := newSum(sm, sel, metrics.Packets)
+	netErrors := newSum(sm, sel, metrics.Errors)
+	netDropped := newSum(sm, sel, metrics.Dropped)
 	// Each pod's own view of its traffic goes in a Resource of its own,
 	// named by k8s.pod.uid, k8s.pod.name and k8s.namespace.name, as the
 	// semantic conventions and the k8sattributes processor have it.
-	pods := podResources{md: md}
-	metrics.Each(s, func(i *snapshot.Interface, d bpf.Direction, c bpf.Class, n bpf.Count) {
-		attrs := metrics.Attributes(i.Name, d, c, i.Pod)
+	pods := podResources{md: md, sel: sel}
+	metrics.Each(s, sel.Split, func(i *snapshot.Interface, d bpf.Direction, b int, n bpf.Count) {
+		attrs := metrics.Attributes(i.Name, d, sel.Split.Bucket(b), i.Pod)
 		addPoint(bytes, i, now, n.Bytes, attrs)
 		addPoint(packets, i, now, n.Packets, attrs)
 		if i.Pod != nil {
 			p, pd := pods.of(i.Pod), metrics.PodDirection(d)
-			attrs := metrics.Attributes(i.Pod.Interface, pd, c, nil)
+			attrs := metrics.Attributes(i.Pod.Interface, pd, sel.Split.Bucket(b), nil)
 			addPoint(p.bytes, i, now, n.Bytes, attrs)
 			addPoint(p.packets, i, now, n.Packets, attrs)
 		}
@@ -63,27 +63,31 @@ func toMetrics(s *snapshot.Snapshot, started time.Time, now pcommon.Timestamp, t
 		}
 	})
 
-	attached := newMetric(sm, metrics.InterfacesAttached).SetEmptyGauge().DataPoints().AppendEmpty()
-	attached.SetTimestamp(now)
-	attached.SetIntValue(int64(s.Counting()))
-
-	errs := newSum(sm, metrics.AttachErrors)
-	for typ, n := range s.AttachErrors {
-		dp := errs.AppendEmpty()
+	if sel.On(metrics.InterfacesAttached) {
+		attached := newMetric(sm, metrics.InterfacesAttached).SetEmptyGauge().DataPoints().AppendEmpty()
+		attached.SetTimestamp(now)
+		attached.SetIntValue(int64(s.Counting()))
+	}
+	if errs := newSum(sm, sel, metrics.AttachErrors); errs != nil {
+		for typ, n := range s.AttachErrors {
+			dp := errs.AppendEmpty()
+			dp.SetStartTimestamp(pcommon.NewTimestampFromTime(started))
+			dp.SetTimestamp(now)
+			dp.SetIntValue(int64(n))
+			dp.Attributes().PutStr(string(metrics.AttrErrorType), typ)
+		}
+	}
+	if restored := newSum(sm, sel, metrics.HooksRestored); restored != nil {
+		dp := restored.AppendEmpty()
 		dp.SetStartTimestamp(pcommon.NewTimestampFromTime(started))
 		dp.SetTimestamp(now)
-		dp.SetIntValue(int64(n))
-		dp.Attributes().PutStr(string(metrics.AttrErrorType), typ)
+		dp.SetIntValue(int64(s.HooksRestored))
 	}
-
-	restored := newSum(sm, metrics.HooksRestored).AppendEmpty()
-	restored.SetStartTimestamp(pcommon.NewTimestampFromTime(started))
-	restored.SetTimestamp(now)
-	restored.SetIntValue(int64(s.HooksRestored))
-
-	dur := newMetric(sm, metrics.CollectionDuration).SetEmptyGauge().DataPoints().AppendEmpty()
-	dur.SetTimestamp(now)
-	dur.SetDoubleValue(took.Seconds())
+	if sel.On(metrics.CollectionDuration) {
+		dur := newMetric(sm, metrics.CollectionDuration).SetEmptyGauge().DataPoints().AppendEmpty()
+		dur.SetTimestamp(now)
+		dur.SetDoubleValue(took.Seconds())
+	}
 	// A metric without points is dropped by every backend, and logged by
 	// some (Prometheus, on every push).
 	for i := 0; i < md.ResourceMetrics().Len(); i++ {
@@ -95,10 +99,11 @@ func toMetrics(s *snapshot.Snapshot, started time.Time, now pcommon.Timestamp, t
 // podResources are the Resources of the pods in a snapshot, by UID.
 type podResources struct {
 	md  pmetric.Metrics
+	sel metrics.Selection
 	uid map[string]*podSums
 }
 
-type podSums struct{ bytes, packets, errors, dropped pmetric.NumberDataPointSlice }
+type podSums struct{ bytes, packets, errors, dropped *pmetric.NumberDataPointSlice }
 
 // of returns the pod's Resource's sums, made the first time.
 func (r *podResources) of(p *pods.Pod) *podSums {
@@ -112,7 +117,7 @@ func (r *podResources) of(p *pods.Pod) *podSums {
 	sm := rm.ScopeMetrics().AppendEmpty()
 	sm.Scope().SetName(ScopeName)
 	sm.Scope().SetVersion(version.Get())
-	s := &podSums{newSum(sm, metrics.PodIO), newSum(sm, metrics.PodPackets), newSum(sm, metrics.PodErrors), newSum(sm, metrics.PodDropped)}
+	s := &podSums{newSum(sm, r.sel, metrics.PodIO), newSum(sm, r.sel, metrics.PodPackets), newSum(sm, r.sel, metrics.PodErrors), newSum(sm, r.sel, metrics.PodDropped)}
 	if r.uid == nil {
 		r.uid = map[string]*podSums{}
 	}
@@ -132,8 +137,11 @@ func dataPoints(m pmetric.Metric) int {
 }
 
 // addPoint adds one of interface i's cumulative points, started when
-// counting began on it.
-func addPoint(dps pmetric.NumberDataPointSlice, i *snapshot.Interface, now pcommon.Timestamp, v uint64, attrs []attribute.KeyValue) {
+// counting began on it, to dps (if the metric is made).
+func addPoint(dps *pmetric.NumberDataPointSlice, i *snapshot.Interface, now pcommon.Timestamp, v uint64, attrs []attribute.KeyValue) {
+	if dps == nil {
+		return
+	}
 	dp := dps.AppendEmpty()
 	dp.SetStartTimestamp(pcommon.NewTimestampFromTime(i.Start))
 	dp.SetTimestamp(now)
@@ -151,10 +159,15 @@ func newMetric(sm pmetric.ScopeMetrics, def metrics.Definition) pmetric.Metric {
 	return m
 }
 
-// newSum adds a monotonic cumulative sum and returns its points.
-func newSum(sm pmetric.ScopeMetrics, def metrics.Definition) pmetric.NumberDataPointSlice {
+// newSum adds a monotonic cumulative sum and returns its points, or nil
+// where sel does not ask for the metric.
+func newSum(sm pmetric.ScopeMetrics, sel metrics.Selection, def metrics.Definition) *pmetric.NumberDataPointSlice {
+	if !sel.On(def) {
+		return nil
+	}
 	sum := newMetric(sm, def).SetEmptySum()
 	sum.SetIsMonotonic(true)
 	sum.SetAggregationTemporality(pmetric.AggregationTemporalityCumulative)
-	return sum.DataPoints()
+	dps := sum.DataPoints()
+	return &dps
 }

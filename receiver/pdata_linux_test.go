@@ -13,6 +13,7 @@ import (
 	"go.opentelemetry.io/collector/pdata/pmetric"
 
 	"github.com/ebpfnet/ebpfnet/bpf"
+	"github.com/ebpfnet/ebpfnet/internal/metrics"
 	"github.com/ebpfnet/ebpfnet/internal/pods"
 	"github.com/ebpfnet/ebpfnet/internal/snapshot"
 )
@@ -42,7 +43,7 @@ func TestScrapeGolden(t *testing.T) {
 		HooksRestored: 2,
 	}
 	started := start0.Add(-time.Second)
-	got := toMetrics(&s, started,
+	got := toMetrics(&s, metrics.Everything, started,
 		pcommon.NewTimestampFromTime(start0.Add(time.Hour)), 250*time.Microsecond)
 
 	path := filepath.Join("testdata", "scraper", "expected.yaml")
@@ -93,7 +94,7 @@ func TestScrapeGolden(t *testing.T) {
 // drops): no traffic yet means no io and packet metrics, not empty ones.
 func TestNoEmptyMetric(t *testing.T) {
 	s := snapshot.Snapshot{Interfaces: []snapshot.Interface{{Name: "idle0", Index: 3, Counting: true}}}
-	md := toMetrics(&s, time.Now(), pcommon.NewTimestampFromTime(time.Now()), time.Millisecond)
+	md := toMetrics(&s, metrics.Everything, time.Now(), pcommon.NewTimestampFromTime(time.Now()), time.Millisecond)
 	ms := md.ResourceMetrics().At(0).ScopeMetrics().At(0).Metrics()
 	var names []string
 	for i := 0; i < ms.Len(); i++ {
@@ -117,7 +118,7 @@ func TestPodResources(t *testing.T) {
 	c[bpf.Receive][bpf.ClassIPv4TCP] = bpf.Count{Packets: 10, Bytes: 1000}
 	pod := &pods.Pod{UID: "3f5e", Name: "cart", Namespace: "shop", Interface: "eth0"}
 	s := snapshot.Snapshot{Interfaces: []snapshot.Interface{{Name: "veth1a2b", Index: 7, Counters: c, Counting: true, Pod: pod}}}
-	md := toMetrics(&s, time.Now(), pcommon.NewTimestampFromTime(time.Now()), time.Millisecond)
+	md := toMetrics(&s, metrics.Everything, time.Now(), pcommon.NewTimestampFromTime(time.Now()), time.Millisecond)
 	if n := md.ResourceMetrics().Len(); n != 2 {
 		t.Fatalf("%d resources, want the node's and the pod's", n)
 	}

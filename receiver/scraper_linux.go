@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap/exp/zapslog"
 
 	"github.com/ebpfnet/ebpfnet/internal/datapath"
+	"github.com/ebpfnet/ebpfnet/internal/metrics"
 	"github.com/ebpfnet/ebpfnet/internal/snapshot"
 )
 
@@ -25,12 +26,13 @@ type ebpfScraper struct {
 
 	mu      sync.Mutex
 	d       *datapath.Datapath
+	sel     metrics.Selection
 	snap    snapshot.Snapshot
 	started time.Time
 }
 
 func newScraper(cfg *Config, set receiver.Settings) (*ebpfScraper, error) {
-	return &ebpfScraper{cfg: cfg, log: slog.New(zapslog.NewHandler(set.Logger.Core()))}, nil
+	return &ebpfScraper{cfg: cfg, sel: metrics.NewSelection(cfg.Config), log: slog.New(zapslog.NewHandler(set.Logger.Core()))}, nil
 }
 
 func (s *ebpfScraper) start(context.Context, component.Host) error {
@@ -66,5 +68,5 @@ func (s *ebpfScraper) scrape(context.Context) (pmetric.Metrics, error) {
 	if err := s.d.Snapshot(&s.snap); err != nil {
 		return pmetric.NewMetrics(), err
 	}
-	return toMetrics(&s.snap, s.started, pcommon.NewTimestampFromTime(s.snap.Time), time.Since(begin)), nil
+	return toMetrics(&s.snap, s.sel, s.started, pcommon.NewTimestampFromTime(s.snap.Time), time.Since(begin)), nil
 }

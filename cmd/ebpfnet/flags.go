@@ -16,6 +16,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/ebpfnet/ebpfnet/config"
+	"github.com/ebpfnet/ebpfnet/internal/metrics"
 )
 
 const usage = `Usage: ebpfnet [--config FILE] [--interfaces GLOB,...] [--exclude GLOB,...]
@@ -127,6 +128,7 @@ func splitList(v string) []string {
 // settings is everything the sidecar runs with, validated.
 type settings struct {
 	config   config.Config
+	sel      metrics.Selection
 	env      *otelEnv
 	interval time.Duration
 	logJSON  bool
@@ -184,7 +186,7 @@ func (o *options) settings(getenv func(string) string) (*settings, error) {
 	if err == nil {
 		err = cfg.Validate()
 	}
-	s.config = cfg
+	s.config, s.sel = cfg, metrics.NewSelection(cfg)
 	errs := o.explain(file, err)
 	if s.env, err = readOTelEnv(getenv); err != nil {
 		errs = append(errs, err)

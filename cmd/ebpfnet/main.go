@@ -140,7 +140,7 @@ func serve(ctx context.Context, s *settings, stdout io.Writer, log *slog.Logger)
 	// The provider, and with it the reader, before anything slow: a reader
 	// that exported before being registered logged a false failure.
 	opts := []sdkmetric.Option{sdkmetric.WithResource(res),
-		sdkmetric.WithCardinalityLimit(metrics.CardinalityLimit(s.config.MaxInterfaces))}
+		sdkmetric.WithCardinalityLimit(metrics.CardinalityLimit(s.config.MaxInterfaces, s.sel))}
 	for _, r := range readers {
 		opts = append(opts, sdkmetric.WithReader(r))
 	}
@@ -158,7 +158,7 @@ func serve(ctx context.Context, s *settings, stdout io.Writer, log *slog.Logger)
 	if err := datapath.DropCapabilities(); err != nil {
 		return err
 	}
-	if _, err := metrics.Register(meter, starts.Source(d.Snapshot), d.Abandon); err != nil {
+	if _, err := metrics.Register(meter, starts.Source(d.Snapshot), s.sel, d.Abandon); err != nil {
 		return err
 	}
 	logStart(log, s, d)

@@ -144,14 +144,14 @@ func benchCollection() (string, error) {
 
 	reader := sdkmetric.NewManualReader()
 	provider := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader),
-		sdkmetric.WithCardinalityLimit(metrics.CardinalityLimit(cfg.MaxInterfaces)))
+		sdkmetric.WithCardinalityLimit(metrics.CardinalityLimit(cfg.MaxInterfaces, metrics.Everything)))
 	defer provider.Shutdown(context.Background())
-	if _, err := metrics.Register(provider.Meter(metrics.ScopeName), d.Snapshot, nil); err != nil {
+	if _, err := metrics.Register(provider.Meter(metrics.ScopeName), d.Snapshot, metrics.Everything, nil); err != nil {
 		return "", err
 	}
 	// The callback alone: snapshot and observe, into an observer that
 	// keeps nothing, so the SDK's own aggregation is not counted.
-	alone, err := metrics.NewCallback(provider.Meter("bench"), d.Snapshot)
+	alone, err := metrics.NewCallback(provider.Meter("bench"), d.Snapshot, metrics.Everything)
 	if err != nil {
 		return "", err
 	}

@@ -29,9 +29,9 @@ type Definition struct {
 type Kind int
 
 const (
-	Counter      Kind = iota // monotonic cumulative sum of whole numbers
-	Gauge                    // gauge of whole numbers
-	FloatGauge               // gauge of real numbers
+	Counter    Kind = iota // monotonic cumulative sum of whole numbers
+	Gauge                  // gauge of whole numbers
+	FloatGauge             // gauge of real numbers
 )
 
 var (
@@ -105,15 +105,15 @@ func PodAttributes(p *pods.Pod) []attribute.KeyValue {
 func PodDirection(d bpf.Direction) bpf.Direction { return bpf.NumDirections - 1 - d }
 
 // Attributes returns the attribute set of one series: the interface, the
-// direction, the IP version and transport where the class has them, and the
-// pod, where the interface is the host end of one.
-func Attributes(iface string, d bpf.Direction, c bpf.Class, pod *pods.Pod) []attribute.KeyValue {
+// direction, the IP version and transport where the bucket has them, and
+// the pod, where the interface is the host end of one.
+func Attributes(iface string, d bpf.Direction, b Bucket, pod *pods.Pod) []attribute.KeyValue {
 	kv := append(make([]attribute.KeyValue, 0, 7), KernelAttributes(iface, d, pod)...)
-	if t := c.NetworkType(); t != "" {
-		kv = append(kv, AttrNetworkType.String(t))
+	if b.NetworkType != "" {
+		kv = append(kv, AttrNetworkType.String(b.NetworkType))
 	}
-	if t := c.Transport(); t != "" {
-		kv = append(kv, AttrTransport.String(t))
+	if b.Transport != "" {
+		kv = append(kv, AttrTransport.String(b.Transport))
 	}
 	return kv
 }
@@ -140,15 +140,18 @@ func EachKernel(s *snapshot.Snapshot, fn func(i *snapshot.Interface, d bpf.Direc
 }
 
 // Each calls fn for every series of s that has counted something: an
-// interface, a direction and a class. Series appear when their first frame
-// is counted and, being cumulative, stay.
-func Each(s *snapshot.Snapshot, fn func(i *snapshot.Interface, d bpf.Direction, c bpf.Class, n bpf.Count)) {
+// interface, a direction and a bucket of classes (split says which classes
+// merge). Series appear when their first frame is counted and, being
+// cumulative, stay.
+func Each(s *snapshot.Snapshot, split Split, fn func(i *snapshot.Interface, d bpf.Direction, b int, n bpf.Count)) {
+	var buckets [bpf.NumClasses]bpf.Count
 	for k := range s.Interfaces {
 		i := &s.Interfaces[k]
 		for d := range i.Counters {
-			for c, n := range i.Counters[d] {
+			split.sum(&i.Counters[d], &buckets)
+			for b, n := range buckets[:split.Len()] {
 				if n.Packets != 0 {
-					fn(i, bpf.Direction(d), bpf.Class(c), n)
+					fn(i, bpf.Direction(d), b, n)
 				}
 			}
 		}

@@ -27,23 +27,31 @@ type Source func(*snapshot.Snapshot) error
 // built once per series and reused, so a collection in steady state
 // allocates nothing per data point. onPanic, if set, is called before a
 // panic in the callback goes on (the SDK runs it in a goroutine of its own).
-func Register(meter metric.Meter, src Source, onPanic func()) (metric.Registration, error) {
-	c, err := NewCallback(meter, src)
+func Register(meter metric.Meter, src Source, sel Selection, onPanic func()) (metric.Registration, error) {
+	c, err := NewCallback(meter, src, sel)
 	if err != nil {
 		return nil, err
 	}
 	c.onPanic = onPanic
-	return meter.RegisterCallback(c.Observe, c.io, c.packets, c.netErrors, c.netDropped,
-		c.podIO, c.podPackets, c.podErrors, c.podDropped, c.attached, c.errors, c.restored)
+	var observed []metric.Observable
+	for _, i := range []metric.Observable{c.io, c.packets, c.netErrors, c.netDropped, c.podIO, c.podPackets, c.podErrors, c.podDropped, c.attached, c.errors, c.restored} {
+		if i != nil {
+			observed = append(observed, i)
+		}
+	}
+	return meter.RegisterCallback(c.Observe, observed...)
 }
 
-// NewCallback creates the instruments on meter; its Observe is the
-// callback Register registers. It is exported for the benchmarks, which
-// time Observe on its own.
-func NewCallback(meter metric.Meter, src Source) (*Callback, error) {
-	c := &Callback{src: src, series: map[string]*seriesOptions{}, errOpts: map[string][]metric.ObserveOption{}}
+// NewCallback creates the instruments sel asks for on meter (the others
+// are nil); its Observe is the callback Register registers. It is exported
+// for the benchmarks, which time Observe on its own.
+func NewCallback(meter metric.Meter, src Source, sel Selection) (*Callback, error) {
+	c := &Callback{src: src, split: sel.Split, series: map[string]*seriesOptions{}, errOpts: map[string][]metric.ObserveOption{}}
 	var errs []error
 	counter := func(def Definition) metric.Int64ObservableCounter {
+		if !sel.On(def) {
+			return nil
+		}
 		i, err := meter.Int64ObservableCounter(def.Name, metric.WithUnit(def.Unit), metric.WithDescription(def.Description))
 		errs = append(errs, err)
 		return i
@@ -52,14 +60,25 @@ func NewCallback(meter metric.Meter, src Source) (*Callback, error) {
 	c.podIO, c.podPackets, c.podErrors, c.podDropped = counter(PodIO), counter(PodPackets), counter(PodErrors), counter(PodDropped)
 	c.errors, c.restored = counter(AttachErrors), counter(HooksRestored)
 	var err error
-	c.attached, err = meter.Int64ObservableGauge(InterfacesAttached.Name, metric.WithUnit(InterfacesAttached.Unit), metric.WithDescription(InterfacesAttached.Description))
-	errs = append(errs, err)
-	c.duration, err = meter.Float64Gauge(CollectionDuration.Name, metric.WithUnit(CollectionDuration.Unit), metric.WithDescription(CollectionDuration.Description))
-	errs = append(errs, err)
+	if sel.On(InterfacesAttached) {
+		c.attached, err = meter.Int64ObservableGauge(InterfacesAttached.Name, metric.WithUnit(InterfacesAttached.Unit), metric.WithDescription(InterfacesAttached.Description))
+		errs = append(errs, err)
+	}
+	if sel.On(CollectionDuration) {
+		c.duration, err = meter.Float64Gauge(CollectionDuration.Name, metric.WithUnit(CollectionDuration.Unit), metric.WithDescription(CollectionDuration.Description))
+		errs = append(errs, err)
+	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
 	return c, nil
+}
+
+// observe observes v on i, where i is made.
+func observe(o metric.Observer, i metric.Int64Observable, v uint64, opts []metric.ObserveOption) {
+	if i != nil {
+		o.ObserveInt64(i, int64(v), opts...)
+	}
 }
 
 // Callback observes one snapshot per collection.
@@ -73,6 +92,7 @@ func NewCallback(meter metric.Meter, src Source) (*Callback, error) {
 // reader waits little.
 type Callback struct {
 	src                                      Source
+	split                                    Split
 	io, packets, netErrors, netDropped       metric.Int64ObservableCounter
 	podIO, podPackets, podErrors, podDropped metric.Int64ObservableCounter
 	errors, restored                         metric.Int64ObservableCounter
@@ -152,28 +172,28 @@ func (c *Callback) Observe(ctx context.Context, o metric.Observer) error {
 		}
 		return s
 	}
-	Each(&c.snap, func(i *snapshot.Interface, d bpf.Direction, k bpf.Class, n bpf.Count) {
+	Each(&c.snap, c.split, func(i *snapshot.Interface, d bpf.Direction, b int, n bpf.Count) {
 		s := seriesOf(i)
-		opts := set(&s.opts[d][k], func() []attribute.KeyValue { return Attributes(i.Name, d, k, i.Pod) })
-		o.ObserveInt64(c.packets, int64(n.Packets), opts...)
-		o.ObserveInt64(c.io, int64(n.Bytes), opts...)
+		opts := set(&s.opts[d][b], func() []attribute.KeyValue { return Attributes(i.Name, d, c.split.Bucket(b), i.Pod) })
+		observe(o, c.packets, n.Packets, opts)
+		observe(o, c.io, n.Bytes, opts)
 		if i.Pod != nil {
 			pd := PodDirection(d)
-			opts := set(&s.podOpts[pd][k], func() []attribute.KeyValue { return Attributes(i.Pod.Interface, pd, k, i.Pod) })
-			o.ObserveInt64(c.podPackets, int64(n.Packets), opts...)
-			o.ObserveInt64(c.podIO, int64(n.Bytes), opts...)
+			opts := set(&s.podOpts[pd][b], func() []attribute.KeyValue { return Attributes(i.Pod.Interface, pd, c.split.Bucket(b), i.Pod) })
+			observe(o, c.podPackets, n.Packets, opts)
+			observe(o, c.podIO, n.Bytes, opts)
 		}
 	})
 	EachKernel(&c.snap, func(i *snapshot.Interface, d bpf.Direction, k snapshot.KernelStats) {
 		s := seriesOf(i)
 		opts := set(&s.kernel[d], func() []attribute.KeyValue { return KernelAttributes(i.Name, d, i.Pod) })
-		o.ObserveInt64(c.netErrors, int64(k.Errors), opts...)
-		o.ObserveInt64(c.netDropped, int64(k.Dropped), opts...)
+		observe(o, c.netErrors, k.Errors, opts)
+		observe(o, c.netDropped, k.Dropped, opts)
 		if i.Pod != nil {
 			pd := PodDirection(d)
 			opts := set(&s.podKernel[pd], func() []attribute.KeyValue { return KernelAttributes(i.Pod.Interface, pd, i.Pod) })
-			o.ObserveInt64(c.podErrors, int64(k.Errors), opts...)
-			o.ObserveInt64(c.podDropped, int64(k.Dropped), opts...)
+			observe(o, c.podErrors, k.Errors, opts)
+			observe(o, c.podDropped, k.Dropped, opts)
 		}
 	})
 	// Forget interfaces that are gone, so churn does not grow the cache.
@@ -183,25 +203,29 @@ func (c *Callback) Observe(ctx context.Context, o metric.Observer) error {
 		}
 	}
 
-	o.ObserveInt64(c.attached, int64(c.snap.Counting()))
-	o.ObserveInt64(c.restored, int64(c.snap.HooksRestored))
+	if c.attached != nil {
+		o.ObserveInt64(c.attached, int64(c.snap.Counting()))
+	}
+	observe(o, c.restored, c.snap.HooksRestored, nil)
 	for typ, n := range c.snap.AttachErrors {
 		opts := c.errOpts[typ]
 		if opts == nil {
 			opts = []metric.ObserveOption{metric.WithAttributeSet(attribute.NewSet(AttrErrorType.String(typ)))}
 			c.errOpts[typ] = opts
 		}
-		o.ObserveInt64(c.errors, int64(n), opts...)
+		observe(o, c.errors, n, opts)
 	}
-	c.duration.Record(ctx, time.Since(start).Seconds())
+	if c.duration != nil {
+		c.duration.Record(ctx, time.Since(start).Seconds())
+	}
 	return nil
 }
 
 // CardinalityLimit is the SDK cardinality limit that keeps every series of
-// maxInterfaces interfaces: each can carry every class in both directions,
+// maxInterfaces interfaces: each can carry every bucket in both directions,
 // and the SDK keeps one series for its overflow. (The SDK's default, 2000,
 // folds interfaces beyond about 90 with every class into one overflow
 // series.)
-func CardinalityLimit(maxInterfaces int) int {
-	return maxInterfaces*bpf.NumDirections*int(bpf.NumClasses) + 1
+func CardinalityLimit(maxInterfaces int, sel Selection) int {
+	return maxInterfaces*bpf.NumDirections*sel.Split.Len() + 1
 }

@@ -39,7 +39,7 @@ func collect(t testing.TB, src Source) metricdata.ScopeMetrics {
 	reader := sdkmetric.NewManualReader()
 	provider := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
 	t.Cleanup(func() { provider.Shutdown(context.Background()) })
-	if _, err := Register(provider.Meter(ScopeName), src, nil); err != nil {
+	if _, err := Register(provider.Meter(ScopeName), src, Everything, nil); err != nil {
 		t.Fatal(err)
 	}
 	var rm metricdata.ResourceMetrics
@@ -109,7 +109,7 @@ func TestRemovedInterfaceIsForgotten(t *testing.T) {
 	provider := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
 	defer provider.Shutdown(context.Background())
 	snap := fixedSnapshot()
-	if _, err := Register(provider.Meter(ScopeName), func(s *snapshot.Snapshot) error { *s = snap; return nil }, nil); err != nil {
+	if _, err := Register(provider.Meter(ScopeName), func(s *snapshot.Snapshot) error { *s = snap; return nil }, Everything, nil); err != nil {
 		t.Fatal(err)
 	}
 	var rm metricdata.ResourceMetrics
@@ -160,7 +160,7 @@ func TestConcurrentReadersUnderChurn(t *testing.T) {
 		s.AttachErrors = map[string]uint64{"attach": uint64(n)}
 		return nil
 	}
-	if _, err := Register(provider.Meter(ScopeName), src, nil); err != nil {
+	if _, err := Register(provider.Meter(ScopeName), src, Everything, nil); err != nil {
 		t.Fatal(err)
 	}
 

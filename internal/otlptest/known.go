@@ -3,6 +3,7 @@
 package otlptest
 
 import (
+	"slices"
 	"strings"
 	"testing"
 
@@ -84,4 +85,28 @@ func Matches(v map[string]int64, iface string, want []Series, k testenv.Stats) b
 		Totals(v, BytesMetric, iface, "receive") == int64(k.RxBytes) &&
 		Totals(v, PacketsMetric, iface, "transmit") == int64(k.TxPackets) &&
 		Totals(v, BytesMetric, iface, "transmit") == int64(k.TxBytes)
+}
+
+// Merge is want as split_by by keeps it: the class attributes not in by
+// dropped, and the series that then name the same bucket summed.
+func Merge(want []Series, by []string) []Series {
+	var out []Series
+	for _, s := range want {
+		if !slices.Contains(by, "network.type") {
+			s.NetworkType = ""
+		}
+		if !slices.Contains(by, "network.transport") {
+			s.Transport = ""
+		}
+		i := slices.IndexFunc(out, func(o Series) bool {
+			return o.Direction == s.Direction && o.NetworkType == s.NetworkType && o.Transport == s.Transport
+		})
+		if i < 0 {
+			out = append(out, s)
+			continue
+		}
+		out[i].Packets += s.Packets
+		out[i].Bytes += s.Bytes
+	}
+	return out
 }
