@@ -360,6 +360,13 @@ func podmanFlags(t *testing.T, ms []manifest, spec corev1.PodSpec, c corev1.Cont
 		switch {
 		case v.HostPath != nil:
 			source = v.HostPath.Path
+			// A hostPath of type "" that is missing is created by the
+			// runtime (containerd and CRI-O both do), where podman refuses.
+			if v.HostPath.Type == nil || *v.HostPath.Type == "" || *v.HostPath.Type == corev1.HostPathDirectoryOrCreate {
+				if err := os.MkdirAll(source, 0o755); err != nil {
+					t.Fatal(err)
+				}
+			}
 		case v.ConfigMap != nil:
 			source = t.TempDir()
 			for k, data := range find[corev1.ConfigMap](t, ms, "ConfigMap", v.ConfigMap.Name).Data {

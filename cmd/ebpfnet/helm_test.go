@@ -194,7 +194,10 @@ func TestHelmChart(t *testing.T) {
 
 	type variant struct {
 		name, release, namespace, values string
-		check                            func(t *testing.T, r rendered)
+		// The directories mounted for pod attribution: nil, the
+		// defaults; zero, none.
+		pods  *podsDirs
+		check func(t *testing.T, r rendered)
 	}
 	variants := []variant{
 		{name: "default", check: func(t *testing.T, r rendered) {
@@ -233,9 +236,40 @@ func TestHelmChart(t *testing.T) {
 			check: func(t *testing.T, r rendered) {
 				spec := find[appsv1.DaemonSet](t, r.ms, "DaemonSet", "ebpfnet").Spec.Template.Spec
 				c := container(t, spec, "ebpfnet")
-				if len(c.Args) != 0 || len(c.VolumeMounts) != 0 || slices.ContainsFunc(spec.Volumes, func(v corev1.Volume) bool { return v.Name == "bpffs" }) {
+				if len(c.Args) != 0 || slices.ContainsFunc(c.VolumeMounts, func(m corev1.VolumeMount) bool { return m.Name == "bpffs" || m.MountPath == "/sys/fs/bpf" }) ||
+					slices.ContainsFunc(spec.Volumes, func(v corev1.Volume) bool { return v.Name == "bpffs" }) {
 					t.Errorf("no pin path, yet args %q, mounts %+v, volumes %+v", c.Args, c.VolumeMounts, spec.Volumes)
 				}
+			}},
+		{name: "no pins, pods off", values: "pinPath: \"\"\npods: {enabled: false}", pods: &podsDirs{},
+			check: func(t *testing.T, r rendered) {
+				spec := find[appsv1.DaemonSet](t, r.ms, "DaemonSet", "ebpfnet").Spec.Template.Spec
+				if c := container(t, spec, "ebpfnet"); len(c.Args) != 0 || c.VolumeMounts != nil {
+					t.Errorf("no pin path and no pods, yet args %q, mounts %+v", c.Args, c.VolumeMounts)
+				}
+			}},
+		// The sidecar has no flag for pods: without the mounts its image
+		// has no CNI cache, and its default (on where the directory
+		// exists) is off. Its arguments stay as they were.
+		{name: "pods off", values: "pods: {enabled: false}", pods: &podsDirs{},
+			check: func(t *testing.T, r rendered) {
+				ds := find[appsv1.DaemonSet](t, r.ms, "DaemonSet", "ebpfnet")
+				checkArgs(t, container(t, ds.Spec.Template.Spec, "ebpfnet"), "--pin-path", "/sys/fs/bpf/ebpfnet")
+				checkPinPath(t, ds, "/sys/fs/bpf/ebpfnet")
+			}},
+		{name: "collector pods off", values: "mode: collector\npods: {enabled: false}", pods: &podsDirs{},
+			check: func(t *testing.T, r rendered) {
+				ds := find[appsv1.DaemonSet](t, r.ms, "DaemonSet", "otelcol-ebpfnet-agent")
+				checkArgs(t, container(t, ds.Spec.Template.Spec, "otelcol"), "--config=/etc/otelcol-ebpfnet/agent.yaml",
+					"--set=receivers::ebpfnet::pods::enabled=false")
+			}},
+		{name: "pods elsewhere", values: "pods: {cniCacheDir: /data/cni, netnsDir: /run/containerd/io.containerd.grpc.v1.cri/netns}",
+			pods: &podsDirs{cniCache: "/data/cni", netns: "/run/containerd/io.containerd.grpc.v1.cri/netns"}},
+		{name: "collector pods elsewhere", values: "mode: collector\npods: {cniCacheDir: /data/cni, netnsDir: /run/containerd/io.containerd.grpc.v1.cri/netns}",
+			pods: &podsDirs{cniCache: "/data/cni", netns: "/run/containerd/io.containerd.grpc.v1.cri/netns"},
+			check: func(t *testing.T, r rendered) {
+				ds := find[appsv1.DaemonSet](t, r.ms, "DaemonSet", "otelcol-ebpfnet-agent")
+				checkArgs(t, container(t, ds.Spec.Template.Spec, "otelcol"), "--config=/etc/otelcol-ebpfnet/agent.yaml")
 			}},
 		{name: "attach tc", values: "attach: tc",
 			check: func(t *testing.T, r rendered) {
@@ -314,7 +348,11 @@ func TestHelmChart(t *testing.T) {
 			}
 
 			t.Run("kubeconform", func(t *testing.T) { checkKubeconform(t, run(t), len(r.ms), r.files...) })
-			checkRendered(t, r)
+			pods := defaultPodsDirs
+			if v.pods != nil {
+				pods = *v.pods
+			}
+			checkRendered(t, r, pods)
 			if v.check != nil {
 				v.check(t, r)
 			}
@@ -334,6 +372,12 @@ func TestHelmChart(t *testing.T) {
 			"pinPath: /var/run/ebpfnet":        "pinPath",
 			"pinPath: /sys/fs/bpf":             "pinPath",
 			"exporter: {metricsExporter: [x]}": "metricsExporter",
+			"pods: {enabld: false}":            "enabld",
+			"pods: {enabled: 'no'}":            "enabled",
+			"pods: {netnsDir: run/netns}":      "netnsDir",
+			"pods: {netnsDir: /run/netns/}":    "netnsDir",
+			"pods: {cniCacheDir: /var/../etc}": "cniCacheDir",
+			"pods: {cniCacheDir: ''}":          "cniCacheDir",
 		} {
 			if _, err := helmTemplate(t, "ebpfnet", "ebpfnet", parseValues(t, values)); err == nil || !strings.Contains(err.Error(), want) {
 				t.Errorf("values %q: %v; want an error about %s", values, err, want)
@@ -364,8 +408,9 @@ func TestHelmChart(t *testing.T) {
 }
 
 // checkRendered runs the checks of TestKubernetesManifests on one
-// rendering of the chart, whatever objects it has.
-func checkRendered(t *testing.T, r rendered) {
+// rendering of the chart, whatever objects it has; the counting DaemonSet
+// mounts pods for pod attribution.
+func checkRendered(t *testing.T, r rendered, pods podsDirs) {
 	t.Helper()
 	sidecars := map[string]corev1.Container{}
 	collectors := map[string]corev1.PodSpec{}
@@ -402,12 +447,21 @@ func checkRendered(t *testing.T, r rendered) {
 		if env := envOf(t, c, nil); strings.HasSuffix(env["OTEL_EXPORTER_OTLP_ENDPOINT"]+env["OTLP_GATEWAY"], ".svc:4317") {
 			senders[what] = c
 		}
-		// hostPath volumes: the kubelet's seccomp directory, and the
-		// node's bpffs only for the pins.
-		for _, v := range spec.Volumes {
-			if v.HostPath != nil && v.HostPath.Path != "/var/lib/kubelet/seccomp" && (v.HostPath.Path != "/sys/fs/bpf" || !slices.Contains(c.Args, "--pin-path")) {
-				t.Errorf("%s: hostPath %s", what, v.HostPath.Path)
-			}
+		// hostPath volumes: exactly the kubelet's seccomp directory, the
+		// node's bpffs for the pins, and pod attribution's directories
+		// when it is on, mounted as TestKubernetesManifests wants them;
+		// the collector told when it is off.
+		hostPaths := []string{"/var/lib/kubelet/seccomp"}
+		if slices.Contains(c.Args, "--pin-path") {
+			hostPaths = append(hostPaths, "/sys/fs/bpf")
+		}
+		if pods != (podsDirs{}) {
+			hostPaths = append(hostPaths, pods.cniCache, pods.netns)
+		}
+		checkHostPaths(t, what, spec, hostPaths...)
+		checkPods(t, what, spec, c, pods)
+		if off := slices.Contains(c.Args, "--set=receivers::ebpfnet::pods::enabled=false"); c.Name == "otelcol" && off != (pods == podsDirs{}) {
+			t.Errorf("%s: pods %+v, yet args %q", what, pods, c.Args)
 		}
 	}
 	if len(sidecars)+len(collectors) != 1 {

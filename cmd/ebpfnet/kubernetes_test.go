@@ -383,6 +383,70 @@ func TestKubernetesManifests(t *testing.T) {
 		checkPinPath(t, sidecar, "/sys/fs/bpf/ebpfnet")
 	})
 
+	// Pod attribution: both DaemonSets mount the node's CNI result cache
+	// and network namespaces read-only (the namespaces with
+	// HostToContainer), and these are the only hostPaths besides the
+	// kubelet's seccomp directory and, for the pins, the bpffs.
+	t.Run("pods", func(t *testing.T) {
+		checkPods(t, "DaemonSet ebpfnet", sidecar.Spec.Template.Spec, container(t, sidecar.Spec.Template.Spec, "ebpfnet"), defaultPodsDirs)
+		checkPods(t, "DaemonSet otelcol-ebpfnet-agent", agent.Spec.Template.Spec, container(t, agent.Spec.Template.Spec, "otelcol"), defaultPodsDirs)
+		checkHostPaths(t, "DaemonSet ebpfnet", sidecar.Spec.Template.Spec,
+			"/sys/fs/bpf", "/var/lib/cni", "/var/lib/kubelet/seccomp", "/var/run/netns")
+		checkHostPaths(t, "DaemonSet otelcol-ebpfnet-agent", agent.Spec.Template.Spec,
+			"/var/lib/cni", "/var/lib/kubelet/seccomp", "/var/run/netns")
+		// A pod on the host network (this test's own pods) has no veth:
+		// the example application's pod is not on it, and mounts nothing.
+		if app.Spec.Template.Spec.HostNetwork || len(app.Spec.Template.Spec.Volumes) != 0 {
+			t.Errorf("Deployment example-app: hostNetwork %v, volumes %+v", app.Spec.Template.Spec.HostNetwork, app.Spec.Template.Spec.Volumes)
+		}
+
+		// The checks bite: each of these breaks the sidecar's DaemonSet
+		// and must be reported.
+		for name, breakIt := range map[string]func(spec *corev1.PodSpec){
+			"a writable CNI cache": func(spec *corev1.PodSpec) {
+				mountIn(spec, "ebpfnet", "/var/lib/cni").ReadOnly = false
+			},
+			"a writable netns directory": func(spec *corev1.PodSpec) {
+				mountIn(spec, "ebpfnet", "/var/run/netns").ReadOnly = false
+			},
+			"no HostToContainer": func(spec *corev1.PodSpec) {
+				mountIn(spec, "ebpfnet", "/var/run/netns").MountPropagation = nil
+			},
+			"Bidirectional": func(spec *corev1.PodSpec) {
+				p := corev1.MountPropagationBidirectional
+				mountIn(spec, "ebpfnet", "/var/run/netns").MountPropagation = &p
+			},
+			"the namespaces elsewhere than the cache names them": func(spec *corev1.PodSpec) {
+				mountIn(spec, "ebpfnet", "/var/run/netns").MountPath = "/run/netns"
+			},
+			"another node directory": func(spec *corev1.PodSpec) {
+				volumeIn(spec, "cni-cache").HostPath.Path = "/etc/cni"
+			},
+			"type Directory": func(spec *corev1.PodSpec) {
+				d := corev1.HostPathDirectory
+				volumeIn(spec, "netns").HostPath.Type = &d
+			},
+			"no CNI cache": func(spec *corev1.PodSpec) {
+				c := &spec.Containers[0]
+				c.VolumeMounts = slices.DeleteFunc(c.VolumeMounts, func(m corev1.VolumeMount) bool { return m.MountPath == "/var/lib/cni" })
+			},
+			"one more hostPath": func(spec *corev1.PodSpec) {
+				spec.Volumes = append(spec.Volumes, corev1.Volume{Name: "etc", VolumeSource: corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: "/etc"}}})
+			},
+		} {
+			spec := sidecar.Spec.Template.Spec.DeepCopy()
+			breakIt(spec)
+			c := spec.Containers[0]
+			problems := append(podsProblems(*spec, c, defaultPodsDirs),
+				hostPathProblems(*spec, "/sys/fs/bpf", "/var/lib/cni", "/var/lib/kubelet/seccomp", "/var/run/netns")...)
+			if len(problems) == 0 {
+				t.Errorf("%s: no problem reported", name)
+			} else {
+				t.Logf("%s: %s", name, strings.Join(problems, "; "))
+			}
+		}
+	})
+
 	t.Run("they send to the gateway", func(t *testing.T) {
 		checkSendToGateway(t, service, gateway, map[string]corev1.Container{
 			"DaemonSet ebpfnet":               container(t, sidecar.Spec.Template.Spec, "ebpfnet"),
@@ -485,6 +549,145 @@ func checkAgentDaemonSet(t *testing.T, ds appsv1.DaemonSet, seccompConfigMap str
 	if spec.AutomountServiceAccountToken == nil || *spec.AutomountServiceAccountToken {
 		t.Errorf("DaemonSet %s: mounts a service account token", ds.Name)
 	}
+}
+
+// podsDirs are the node's directories a counting DaemonSet mounts for pod
+// attribution: libcni's cache, mounted at /var/lib/cni (where both agents
+// read it by default), and the directory the cached results name the
+// pods' network namespaces under, mounted at the same path (the agents
+// open the paths the results give). Zero: pods off, neither mounted.
+type podsDirs struct{ cniCache, netns string }
+
+// defaultPodsDirs are containerd's and CRI-O's defaults: /var/run/netns,
+// not /run/netns, since the images (FROM scratch) have no /var/run link.
+var defaultPodsDirs = podsDirs{cniCache: "/var/lib/cni", netns: "/var/run/netns"}
+
+// checkPods reports podsProblems.
+func checkPods(t *testing.T, what string, spec corev1.PodSpec, c corev1.Container, dirs podsDirs) {
+	t.Helper()
+	for _, p := range podsProblems(spec, c, dirs) {
+		t.Errorf("%s: %s", what, p)
+	}
+}
+
+// podsProblems says where the counting container c of spec mounts other
+// than dirs say: the CNI cache from the node's dirs.cniCache at
+// /var/lib/cni and the namespaces' directory dirs.netns at the same path,
+// both read-only, whole (no subPath), hostPath type "" (a node without
+// them still starts the pod), the namespaces with HostToContainer (those
+// of pods started later); no mount with Bidirectional propagation; with
+// zero dirs, neither.
+func podsProblems(spec corev1.PodSpec, c corev1.Container, dirs podsDirs) []string {
+	var out []string
+	for _, m := range c.VolumeMounts {
+		if m.MountPropagation != nil && *m.MountPropagation == corev1.MountPropagationBidirectional {
+			out = append(out, fmt.Sprintf("%s is mounted with Bidirectional propagation", m.MountPath))
+		}
+	}
+	for _, want := range []struct {
+		what, name, host, path string
+		propagation            corev1.MountPropagationMode
+	}{
+		{"the CNI cache", "cni-cache", dirs.cniCache, "/var/lib/cni", corev1.MountPropagationNone},
+		{"the network namespaces", "netns", dirs.netns, dirs.netns, corev1.MountPropagationHostToContainer},
+	} {
+		var v *corev1.Volume
+		for i := range spec.Volumes {
+			if spec.Volumes[i].Name == want.name {
+				v = &spec.Volumes[i]
+			}
+		}
+		var mounts []corev1.VolumeMount
+		for _, m := range c.VolumeMounts {
+			if m.Name == want.name {
+				mounts = append(mounts, m)
+			}
+		}
+		if dirs == (podsDirs{}) {
+			if v != nil || len(mounts) != 0 {
+				out = append(out, fmt.Sprintf("pods off, yet %s: volume %+v, mounts %+v", want.what, v, mounts))
+			}
+			continue
+		}
+		if v == nil || v.HostPath == nil || v.HostPath.Path != want.host || v.HostPath.Type != nil && *v.HostPath.Type != corev1.HostPathUnset {
+			got := "missing"
+			if v != nil && v.HostPath != nil {
+				got = fmt.Sprintf("hostPath %s, type %q", v.HostPath.Path, ptrOr(v.HostPath.Type, ""))
+			} else if v != nil {
+				got = "not a hostPath"
+			}
+			out = append(out, fmt.Sprintf("%s: volume %s is %s, want the node's %s, type \"\"", want.what, want.name, got, want.host))
+			continue
+		}
+		if len(mounts) != 1 {
+			out = append(out, fmt.Sprintf("%s: container %s mounts volume %s %d times, want once", want.what, c.Name, want.name, len(mounts)))
+			continue
+		}
+		m := mounts[0]
+		propagation := ptrOr(m.MountPropagation, corev1.MountPropagationNone)
+		if m.MountPath != want.path || !m.ReadOnly || m.SubPath != "" || m.SubPathExpr != "" || propagation != want.propagation {
+			out = append(out, fmt.Sprintf("%s: mounted on %s%s, readOnly %v, propagation %s; want read-only on %s, propagation %s",
+				want.what, m.MountPath, m.SubPath+m.SubPathExpr, m.ReadOnly, propagation, want.path, want.propagation))
+		}
+	}
+	return out
+}
+
+// ptrOr is *p, or or where p is nil.
+func ptrOr[T any](p *T, or T) T {
+	if p == nil {
+		return or
+	}
+	return *p
+}
+
+// checkHostPaths reports hostPathProblems.
+func checkHostPaths(t *testing.T, what string, spec corev1.PodSpec, want ...string) {
+	t.Helper()
+	for _, p := range hostPathProblems(spec, want...) {
+		t.Errorf("%s: %s", what, p)
+	}
+}
+
+// hostPathProblems says how the pod's hostPath volumes differ from want:
+// they must be exactly those paths of the node.
+func hostPathProblems(spec corev1.PodSpec, want ...string) []string {
+	var got []string
+	for _, v := range spec.Volumes {
+		if v.HostPath != nil {
+			got = append(got, v.HostPath.Path)
+		}
+	}
+	slices.Sort(got)
+	want = slices.Sorted(slices.Values(want))
+	if !slices.Equal(got, want) {
+		return []string{fmt.Sprintf("hostPath volumes %q, want exactly %q", got, want)}
+	}
+	return nil
+}
+
+// mountIn is container name's mount on path in spec, to change, or nil.
+func mountIn(spec *corev1.PodSpec, name, path string) *corev1.VolumeMount {
+	for i := range spec.Containers {
+		if c := &spec.Containers[i]; c.Name == name {
+			for j := range c.VolumeMounts {
+				if c.VolumeMounts[j].MountPath == path {
+					return &c.VolumeMounts[j]
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// volumeIn is spec's volume name, to change, or nil.
+func volumeIn(spec *corev1.PodSpec, name string) *corev1.Volume {
+	for i := range spec.Volumes {
+		if spec.Volumes[i].Name == name {
+			return &spec.Volumes[i]
+		}
+	}
+	return nil
 }
 
 // checkGatewayPrivileges: the gateway runs as nobody with no capability.

@@ -102,3 +102,28 @@ seccompProfile:
   type: Localhost
   localhostProfile: ebpfnet.json
 {{- end -}}
+
+{{/*
+Pod attribution's mounts in the counting container, with pods.enabled:
+the node's CNI result cache at /var/lib/cni (where both agents read it
+by default, so neither needs telling), and the network namespaces'
+directory at the same path as on the node (the agents open the paths the
+cached results give), HostToContainer so that namespaces made after the
+pod started are seen. Both read-only.
+*/}}
+{{- define "ebpfnet.podsMounts" -}}
+- {name: cni-cache, mountPath: /var/lib/cni, readOnly: true}
+- {name: netns, mountPath: {{ .Values.pods.netnsDir | quote }}, readOnly: true, mountPropagation: HostToContainer}
+{{- end -}}
+
+{{/*
+Their volumes. type "": the kubelet checks nothing, so a node without
+the directories still starts the pod (containerd and CRI-O create them
+empty), and the agents attribute nothing until the runtime writes there.
+*/}}
+{{- define "ebpfnet.podsVolumes" -}}
+- name: cni-cache
+  hostPath: {path: {{ .Values.pods.cniCacheDir | quote }}, type: ""}
+- name: netns
+  hostPath: {path: {{ .Values.pods.netnsDir | quote }}, type: ""}
+{{- end -}}
