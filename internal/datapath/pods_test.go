@@ -2,6 +2,7 @@ package datapath
 
 import (
 	"fmt"
+	"os"
 	"testing"
 
 	"github.com/ebpfnet/ebpfnet/bpf"
@@ -113,4 +114,48 @@ func TestFiftyPodsAtOnce(t *testing.T) {
 		}
 		return true
 	})
+}
+
+// A pod as the CNI cache describes it, with no runtime: a result naming the
+// peer's namespace (a path to it) and the pod's interface there, and the
+// kubelet's arguments. This runs wherever the kernel tests run, the 6.1 VM
+// included, and shows the kernel's side of the naming there: the peer's
+// namespace id (RTM_GETNSID) and its interfaces read without entering it
+// (IFLA_TARGET_NETNSID).
+func TestPodFromTheCacheOnTheKernel(t *testing.T) {
+	testenv.Privileged(t)
+	p := testenv.NewPair(t, "cache0")
+	dir := t.TempDir()
+	cfg := cfgFor(config.AttachAuto, p.Local)
+	on := true
+	cfg.Pods = config.Pods{Enabled: &on, CNICacheDir: dir}
+	d := open(t, cfg)
+	// Written after the start: the watch sees it.
+	file := testenv.CNIPod(t, dir, p, "shop", "cart", "0b5e55ed")
+	named := func() *snapshot.Interface {
+		for _, in := range snap(t, d).Interfaces {
+			if in.Index == p.LocalIndex && in.Pod != nil {
+				return &in
+			}
+		}
+		return nil
+	}
+	testenv.WaitFor(t, "the veth named by its pod", func() bool { return named() != nil })
+	if got := *named().Pod; got.Namespace != "shop" || got.Name != "cart" || got.UID != "0b5e55ed" || got.Interface != p.Peer {
+		t.Errorf("named %+v", got)
+	}
+	base, kbase := named().Counters, testenv.LinkStats(t, p.Local)
+	p.SendUDP(t, false, true, 40, 64)
+	p.Ping(t, 5, 64)
+	testenv.WaitFor(t, "the pod's veth counting what the kernel counted", func() bool {
+		got, k := sub(named().Counters, base), testenv.LinkStats(t, p.Local).Sub(kbase)
+		return got.Total(bpf.Receive) == bpf.Count{Packets: k.RxPackets, Bytes: k.RxBytes} &&
+			got.Total(bpf.Transmit) == bpf.Count{Packets: k.TxPackets, Bytes: k.TxBytes} && k.RxPackets >= 45
+	})
+
+	// The result removed (the pod deleted): the veth is no pod's.
+	if err := os.Remove(file); err != nil {
+		t.Fatal(err)
+	}
+	testenv.WaitFor(t, "the veth no longer named", func() bool { return named() == nil })
 }
