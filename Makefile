@@ -41,7 +41,7 @@ run: build
 # on this kernel and then on Debian 12's 6.1 kernel in a VM. The custom
 # Collector is built first, here, because the tests run in network
 # namespaces of their own that cannot reach the Go module proxy.
-test: prerequisites otelcol kubernetes-tools previous-release lint
+test: prerequisites otelcol kubernetes-tools previous-release lint backends
 	$(GO) test -race -count=1 ./...
 	$(MAKE) --no-print-directory test-kernel
 
@@ -153,3 +153,36 @@ bench:
 
 clean:
 	rm -rf bin build
+
+# ---------------------------------------------------------------------------
+# The backends the tests send to (cmd/ebpfnet/backends_test.go, and the
+# attach-error alert in cmd/ebpfnet/grafana_test.go): Prometheus 3 with its
+# native OTLP receiver, and VictoriaMetrics single-node. Built once from the
+# Go module proxy and kept in bin/, as make test runs the tests in network
+# namespaces that cannot reach the proxy; bin/prometheus3 and
+# bin/victoria-metrics point at the versions here. Prometheus is built with
+# remove_all_sd (static, file and HTTP targets only: no cloud or Kubernetes
+# discovery, which the tests never use and which is most of the build) and
+# without builtinassets (no web UI, the default); nice, as the build is long.
+PROMETHEUS3_VERSION := v0.316.0
+VICTORIAMETRICS_VERSION := v1.151.0
+BACKEND_NICE ?= nice -n 19
+bin/prometheus-$(PROMETHEUS3_VERSION):
+	mkdir -p bin/prometheus.tmp
+	GOBIN=$(CURDIR)/bin/prometheus.tmp CGO_ENABLED=0 $(BACKEND_NICE) $(GO) install -tags remove_all_sd \
+		-ldflags "-X github.com/prometheus/common/version.Version=$(PROMETHEUS3_VERSION)" \
+		github.com/prometheus/prometheus/cmd/prometheus@$(PROMETHEUS3_VERSION)
+	mv bin/prometheus.tmp/prometheus $@ && rmdir bin/prometheus.tmp
+
+bin/victoria-metrics-$(VICTORIAMETRICS_VERSION):
+	mkdir -p bin/victoria-metrics.tmp
+	GOBIN=$(CURDIR)/bin/victoria-metrics.tmp CGO_ENABLED=0 $(BACKEND_NICE) $(GO) install \
+		-ldflags "-X github.com/VictoriaMetrics/VictoriaMetrics/lib/buildinfo.Version=victoria-metrics-$(VICTORIAMETRICS_VERSION)" \
+		github.com/VictoriaMetrics/VictoriaMetrics/app/victoria-metrics@$(VICTORIAMETRICS_VERSION)
+	mv bin/victoria-metrics.tmp/victoria-metrics $@ && rmdir bin/victoria-metrics.tmp
+
+backends: bin/prometheus-$(PROMETHEUS3_VERSION) bin/victoria-metrics-$(VICTORIAMETRICS_VERSION)
+	ln -sf prometheus-$(PROMETHEUS3_VERSION) bin/prometheus3
+	ln -sf victoria-metrics-$(VICTORIAMETRICS_VERSION) bin/victoria-metrics
+
+.PHONY: backends

@@ -14,12 +14,14 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/exporters/otlp/otlpmetric/otlpmetricgrpc"
 	"go.opentelemetry.io/otel/exporters/otlp/otlpmetric/otlpmetrichttp"
 	promexporter "go.opentelemetry.io/otel/exporters/prometheus"
 	"go.opentelemetry.io/otel/exporters/stdout/stdoutmetric"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
+	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 
 	"github.com/ebpfnet/ebpfnet/internal/metrics"
 	"github.com/ebpfnet/ebpfnet/internal/table"
@@ -116,7 +118,11 @@ func (r prometheusReader) Shutdown(ctx context.Context) error {
 // as the specification's Prometheus exporter does.
 func newPrometheusReader(addr string, log *slog.Logger) (sdkmetric.Reader, error) {
 	reg := prometheus.NewRegistry()
-	reader, err := promexporter.New(promexporter.WithRegisterer(reg))
+	// host.name as a label on every series, as Prometheus 3's OTLP receiver
+	// promotes it and the gateway's exporter carries it: the dashboard and
+	// the alerts name agents by host_name whichever way they are read.
+	reader, err := promexporter.New(promexporter.WithRegisterer(reg),
+		promexporter.WithResourceAsConstantLabels(attribute.NewAllowKeysFilter(semconv.HostNameKey)))
 	if err != nil {
 		return nil, err
 	}

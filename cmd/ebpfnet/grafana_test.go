@@ -171,7 +171,7 @@ func panelAt(d map[string]any, i int) map[string]any {
 }
 
 // checkDashboard checks what the tests and the README rely on: a uid and a
-// title; the $datasource, $instance and $interface variables; every panel
+// title; the $datasource, $host and $interface variables; every panel
 // with a title, a size, a unique id and queries.
 func checkDashboard(t *testing.T, d dashboard.Dashboard) {
 	t.Helper()
@@ -182,7 +182,7 @@ func checkDashboard(t *testing.T, d dashboard.Dashboard) {
 	for _, v := range d.Templating.List {
 		vars[v.Name] = true
 	}
-	for _, want := range []string{"datasource", "instance", "interface"} {
+	for _, want := range []string{"datasource", "host", "interface", "namespace", "pod"} {
 		if !vars[want] {
 			t.Errorf("no $%s variable", want)
 		}
@@ -233,6 +233,63 @@ func TestAlertRules(t *testing.T) {
 	}
 }
 
+// A real sidecar with room for one interface, scraped by a real Prometheus
+// (Debian's, 2.x) that evaluates the shipped rule file every second: it
+// exports ebpfnet_attach_errors_total at 0 for every error_type before any
+// error, as ebpfnet-alerts.test.yaml's input has it, so that when a second
+// interface appears and is refused, increase() sees the step to 1 and
+// EbpfnetAttachErrors fires, naming the agent by its host (the sidecar's
+// Prometheus endpoint puts host.name on every series as host_name).
+func TestAttachErrorAlertFires(t *testing.T) {
+	testenv.Privileged(t)
+	prometheus, err := exec.LookPath("prometheus")
+	if err != nil {
+		testenv.Missing(t, "prometheus (Debian's prometheus package)")
+	}
+	testenv.NewPair(t, "alert0")
+	port := testenv.FreePort(t)
+	cfg := filepath.Join(t.TempDir(), "ebpfnet.yaml")
+	if err := os.WriteFile(cfg, []byte("max_interfaces: 1\ninterfaces:\n  include: [alert*]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	startSidecar(t, []string{"OTEL_METRICS_EXPORTER=prometheus", "OTEL_EXPORTER_PROMETHEUS_HOST=127.0.0.1",
+		fmt.Sprintf("OTEL_EXPORTER_PROMETHEUS_PORT=%d", port)}, "--config", cfg, "--interval", "1s")
+
+	dir := t.TempDir()
+	rules, _ := filepath.Abs(filepath.Join(alertsDir, "ebpfnet-alerts.yaml"))
+	promAddr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+	conf := fmt.Sprintf("global: {scrape_interval: 1s, evaluation_interval: 1s}\nrule_files: [%q]\n"+
+		"scrape_configs:\n  - job_name: ebpfnet\n    static_configs: [{targets: ['127.0.0.1:%d']}]\n", rules, port)
+	if err := os.WriteFile(filepath.Join(dir, "prometheus.yml"), []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	startCommand(t, nil, prometheus, "--config.file="+filepath.Join(dir, "prometheus.yml"),
+		"--storage.tsdb.path="+filepath.Join(dir, "data"), "--web.listen-address="+promAddr)
+
+	// Before any error: a 0 for every error_type, scraped and stored.
+	waitQuery(t, promAddr, "ebpfnet_attach_errors_total at 0 for every error_type", "ebpfnet_attach_errors_total", func(r []promSample) bool {
+		types := map[string]bool{}
+		for _, s := range r {
+			types[s.labels["error_type"]] = s.value == 0
+		}
+		return len(r) == 3 && types["max_interfaces"] && types["attach"] && types["file_limit"]
+	})
+	if a, err := promAlerts(promAddr); err != nil || len(a) != 0 {
+		t.Fatalf("alerts before any error: %+v (%v)", a, err)
+	}
+
+	testenv.NewPair(t, "alert1") // one interface too many: refused
+	a := waitFiring(t, promAddr)
+	host, err := os.Hostname()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := fmt.Sprintf("ebpfnet on %s cannot attach to some interfaces (max_interfaces)", host)
+	if a.Annotations["summary"] != want {
+		t.Errorf("summary %q, want %q", a.Annotations["summary"], want)
+	}
+}
+
 // The dashboard is well formed (strictly decoded into Grafana's schema,
 // every panel placed and with a query), and every panel's PromQL, taken from it, returns series
 // from a real Prometheus that scrapes a real ebpfnet.
@@ -247,12 +304,15 @@ func TestDashboardQueriesReturnSeries(t *testing.T) {
 	exprs := panelQueries(t, d)
 
 	// ebpfnet with a Prometheus endpoint, on two interfaces with room for
-	// one, so that the attach error series exists too.
+	// one, so that the attach error series exists too; the one counted is
+	// a pod's, for the pod panels.
 	a := testenv.NewPair(t, "dash0")
+	cache := t.TempDir()
+	testenv.CNIPod(t, cache, a, "shop", "cart", "7c9e6679-7425-40de-944b-e07fc1f90ae7")
 	testenv.NewPair(t, "dash1") // over max_interfaces: an attach error
 	port := testenv.FreePort(t)
 	cfg := filepath.Join(t.TempDir(), "ebpfnet.yaml")
-	if err := os.WriteFile(cfg, []byte("max_interfaces: 1\n"), 0o644); err != nil {
+	if err := os.WriteFile(cfg, []byte("max_interfaces: 1\npods: {enabled: true, cni_cache_dir: "+cache+"}\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	startSidecar(t, []string{"OTEL_METRICS_EXPORTER=prometheus", "OTEL_EXPORTER_PROMETHEUS_HOST=127.0.0.1",
@@ -270,7 +330,7 @@ func TestDashboardQueriesReturnSeries(t *testing.T) {
 
 	// Traffic of every kind the panels show, for a few scrapes.
 	deadline := time.Now().Add(60 * time.Second)
-	replace := strings.NewReplacer("$__rate_interval", "1m", "$instance", ".*", "$interface", ".*")
+	replace := strings.NewReplacer("$__rate_interval", "1m", "$host", ".*", "$interface", ".*", "$namespace", ".*", "$pod", ".*")
 	for _, expr := range exprs {
 		q := replace.Replace(expr)
 		for {

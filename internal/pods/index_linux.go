@@ -27,9 +27,9 @@ type Index struct {
 
 // link is an attached interface whose peer is in another namespace.
 type link struct {
-	name  string
-	nsid  int // IFLA_LINK_NETNSID
-	peer  int // IFLA_LINK: the peer's ifindex there
+	name string
+	nsid int // IFLA_LINK_NETNSID
+	peer int // IFLA_LINK: the peer's ifindex there
 }
 
 func newIndex(dir string, log *slog.Logger) *Index {

@@ -30,10 +30,19 @@ import (
 // in the $datasource variable.
 var prom = common.DataSourceRef{Type: cog.ToPtr("prometheus"), Uid: cog.ToPtr("${datasource}")}
 
-// The selectors of the $instance and $interface variables.
+// The selectors of the $host and $interface variables. Hosts are told
+// apart, and named in legends, by host_name (the resource's host.name),
+// not by instance: that is the agent's service.instance.id (a UUID) over
+// OTLP, and VictoriaMetrics has no instance label at all. The sums keep
+// instance too, so that agents are never added together where host_name
+// is missing (a sidecar scraped directly).
 const (
-	inst      = `instance=~"$instance"`
-	instIface = `instance=~"$instance", network_interface_name=~"$interface"`
+	host      = `host_name=~"$host"`
+	hostIface = `host_name=~"$host", network_interface_name=~"$interface"`
+	// The pod panels read the pod's view alone (k8s_pod_network_*, the
+	// pod's own direction), never beside the node's view of the same
+	// veth: no panel counts a pod's traffic twice.
+	hostPod = `host_name=~"$host", k8s_namespace_name=~"$namespace", k8s_pod_name=~"$pod"`
 )
 
 type query struct{ expr, legend string }
@@ -48,34 +57,50 @@ type panel struct {
 
 var panels = []panel{
 	{"Throughput by interface and direction", "bps", 0, 0, 12, []query{{
-		`sum by (instance, network_interface_name, network_io_direction) (rate(system_network_io_bytes_total{` + instIface + `}[$__rate_interval])) * 8`,
-		"{{instance}} {{network_interface_name}} {{network_io_direction}}"}}},
+		`sum by (instance, host_name, network_interface_name, network_io_direction) (rate(system_network_io_bytes_total{` + hostIface + `}[$__rate_interval])) * 8`,
+		"{{host_name}} {{network_interface_name}} {{network_io_direction}}"}}},
 	{"Packets by interface and direction", "pps", 12, 0, 12, []query{{
-		`sum by (instance, network_interface_name, network_io_direction) (rate(system_network_packet_count_total{` + instIface + `}[$__rate_interval]))`,
-		"{{instance}} {{network_interface_name}} {{network_io_direction}}"}}},
+		`sum by (instance, host_name, network_interface_name, network_io_direction) (rate(system_network_packet_count_total{` + hostIface + `}[$__rate_interval]))`,
+		"{{host_name}} {{network_interface_name}} {{network_io_direction}}"}}},
 	{"Packets by IP version and transport", "pps", 0, 8, 12, []query{{
-		`sum by (network_type, network_transport) (rate(system_network_packet_count_total{` + instIface + `, network_type!=""}[$__rate_interval]))`,
+		`sum by (network_type, network_transport) (rate(system_network_packet_count_total{` + hostIface + `, network_type!=""}[$__rate_interval]))`,
 		"{{network_type}} {{network_transport}}"}, {
-		`sum(rate(system_network_packet_count_total{` + instIface + `, network_type=""}[$__rate_interval]))`,
+		`sum(rate(system_network_packet_count_total{` + hostIface + `, network_type=""}[$__rate_interval]))`,
 		"non-IP"}}},
 	{"Top 10 interfaces by throughput", "bps", 12, 8, 12, []query{{
-		`topk(10, sum by (instance, network_interface_name) (rate(system_network_io_bytes_total{` + instIface + `}[$__rate_interval])) * 8)`,
-		"{{instance}} {{network_interface_name}}"}}},
+		`topk(10, sum by (instance, host_name, network_interface_name) (rate(system_network_io_bytes_total{` + hostIface + `}[$__rate_interval])) * 8)`,
+		"{{host_name}} {{network_interface_name}}"}}},
 	{"Errors (kernel)", "short", 0, 16, 12, []query{{
-		`sum by (instance, network_interface_name, network_io_direction) (rate(system_network_errors_total{` + instIface + `}[$__rate_interval]))`,
-		"{{instance}} {{network_interface_name}} {{network_io_direction}}"}}},
+		`sum by (instance, host_name, network_interface_name, network_io_direction) (rate(system_network_errors_total{` + hostIface + `}[$__rate_interval]))`,
+		"{{host_name}} {{network_interface_name}} {{network_io_direction}}"}}},
 	{"Drops (kernel)", "pps", 12, 16, 12, []query{{
-		`sum by (instance, network_interface_name, network_io_direction) (rate(system_network_packet_dropped_total{` + instIface + `}[$__rate_interval]))`,
-		"{{instance}} {{network_interface_name}} {{network_io_direction}}"}}},
+		`sum by (instance, host_name, network_interface_name, network_io_direction) (rate(system_network_packet_dropped_total{` + hostIface + `}[$__rate_interval]))`,
+		"{{host_name}} {{network_interface_name}} {{network_io_direction}}"}}},
 	{"Agent: interfaces attached", "short", 0, 24, 8, []query{{
-		`sum by (instance) (ebpfnet_interfaces_attached{` + inst + `})`,
-		"{{instance}}"}}},
+		`sum by (instance, host_name) (ebpfnet_interfaces_attached{` + host + `})`,
+		"{{host_name}}"}}},
 	{"Agent: attach errors", "short", 8, 24, 8, []query{{
-		`sum by (instance, error_type) (increase(ebpfnet_attach_errors_total{` + inst + `}[$__rate_interval]))`,
-		"{{instance}} {{error_type}}"}}},
+		`sum by (instance, host_name, error_type) (increase(ebpfnet_attach_errors_total{` + host + `}[$__rate_interval]))`,
+		"{{host_name}} {{error_type}}"}}},
 	{"Agent: collection time", "s", 16, 24, 8, []query{{
-		`max by (instance) (ebpfnet_collection_duration_seconds{` + inst + `})`,
-		"{{instance}}"}}},
+		`max by (instance, host_name) (ebpfnet_collection_duration_seconds{` + host + `})`,
+		"{{host_name}}"}}},
+	{"Pods: throughput by namespace (the pods' view)", "bps", 0, 32, 12, []query{{
+		`sum by (k8s_namespace_name, network_io_direction) (rate(k8s_pod_network_io_bytes_total{` + hostPod + `}[$__rate_interval])) * 8`,
+		"{{k8s_namespace_name}} {{network_io_direction}}"}}},
+	{"Pods: throughput by pod", "bps", 12, 32, 12, []query{{
+		`sum by (k8s_namespace_name, k8s_pod_name, network_io_direction) (rate(k8s_pod_network_io_bytes_total{` + hostPod + `}[$__rate_interval])) * 8`,
+		"{{k8s_namespace_name}}/{{k8s_pod_name}} {{network_io_direction}}"}}},
+	{"Pods: packets by IP version and transport", "pps", 0, 40, 12, []query{{
+		`sum by (k8s_namespace_name, k8s_pod_name, network_type, network_transport) (rate(k8s_pod_network_packet_count_total{` + hostPod + `, network_type!=""}[$__rate_interval]))`,
+		"{{k8s_namespace_name}}/{{k8s_pod_name}} {{network_type}} {{network_transport}}"}, {
+		`sum by (k8s_namespace_name, k8s_pod_name) (rate(k8s_pod_network_packet_count_total{` + hostPod + `, network_type=""}[$__rate_interval]))`,
+		"{{k8s_namespace_name}}/{{k8s_pod_name}} non-IP"}}},
+	{"Pods: drops and errors (kernel)", "pps", 12, 40, 12, []query{{
+		`sum by (k8s_namespace_name, k8s_pod_name, network_io_direction) (rate(k8s_pod_network_packet_dropped_total{` + hostPod + `}[$__rate_interval]))`,
+		"{{k8s_namespace_name}}/{{k8s_pod_name}} dropped {{network_io_direction}}"}, {
+		`sum by (k8s_namespace_name, k8s_pod_name, network_io_direction) (rate(k8s_pod_network_errors_total{` + hostPod + `}[$__rate_interval]))`,
+		"{{k8s_namespace_name}}/{{k8s_pod_name}} errors {{network_io_direction}}"}}},
 }
 
 // build makes the dashboard.
@@ -101,7 +126,7 @@ func build() (dashboard.Dashboard, error) {
 
 	d := dashboard.NewDashboardBuilder("ebpfnet: network interfaces").
 		Uid("ebpfnet-interfaces").
-		Description("Per-interface traffic counted by ebpfnet (eBPF), with the protocol split, the kernel's errors and drops, and the agents' own health.").
+		Description("Per-interface and per-pod traffic counted by ebpfnet (eBPF), with the protocol split, the kernel's errors and drops, and the agents' own health.").
 		Tags([]string{"ebpfnet", "network", "opentelemetry"}).
 		Timezone("browser").
 		Editable().
@@ -119,8 +144,10 @@ func build() (dashboard.Dashboard, error) {
 				Text:  dashboard.StringOrArrayOfString{String: cog.ToPtr("default")},
 				Value: dashboard.StringOrArrayOfString{String: cog.ToPtr("default")},
 			})).
-		WithVariable(labelValues("instance", "Host / agent", "label_values(ebpfnet_interfaces_attached, instance)")).
-		WithVariable(labelValues("interface", "Interface", `label_values(system_network_io_bytes_total{instance=~"$instance"}, network_interface_name)`))
+		WithVariable(labelValues("host", "Host", "label_values(ebpfnet_interfaces_attached, host_name)")).
+		WithVariable(labelValues("interface", "Interface", `label_values(system_network_io_bytes_total{host_name=~"$host"}, network_interface_name)`)).
+		WithVariable(labelValues("namespace", "Namespace", `label_values(k8s_pod_network_io_bytes_total{host_name=~"$host"}, k8s_namespace_name)`)).
+		WithVariable(labelValues("pod", "Pod", `label_values(k8s_pod_network_io_bytes_total{host_name=~"$host", k8s_namespace_name=~"$namespace"}, k8s_pod_name)`))
 
 	for i, p := range panels {
 		ts := timeseries.NewPanelBuilder().
