@@ -19,12 +19,15 @@ import (
 // interface in the snapshot a collection observes, and an exporter wrapped
 // by it sets them on that collection's points before they go out.
 type StartTimes struct {
-	mu sync.Mutex
-	by map[string]time.Time // by interface name, as of the last snapshot
+	mu    sync.Mutex
+	by    map[string]time.Time // by interface name, as of the last snapshot
+	byPod map[string]time.Time // the pod's view: by k8s.pod.uid
 }
 
 // NewStartTimes returns an empty StartTimes.
-func NewStartTimes() *StartTimes { return &StartTimes{by: map[string]time.Time{}} }
+func NewStartTimes() *StartTimes {
+	return &StartTimes{by: map[string]time.Time{}, byPod: map[string]time.Time{}}
+}
 
 // Source returns src, recording the start times of the interfaces in each
 // snapshot it takes.
@@ -36,8 +39,13 @@ func (s *StartTimes) Source(src Source) Source {
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		clear(s.by)
+		clear(s.byPod)
 		for i := range snap.Interfaces {
-			s.by[snap.Interfaces[i].Name] = snap.Interfaces[i].Start
+			in := &snap.Interfaces[i]
+			s.by[in.Name] = in.Start
+			if in.Pod != nil {
+				s.byPod[in.Pod.UID] = in.Start
+			}
 		}
 		return nil
 	}
@@ -67,8 +75,11 @@ func (s *StartTimes) apply(rm *metricdata.ResourceMetrics) {
 			continue
 		}
 		for _, m := range sm.Metrics {
+			by, key := s.by, AttrInterface
 			switch m.Name {
 			case IO.Name, Packets.Name, Errors.Name, Dropped.Name:
+			case PodIO.Name, PodPackets.Name, PodErrors.Name, PodDropped.Name:
+				by, key = s.byPod, AttrPodUID
 			default:
 				continue
 			}
@@ -77,8 +88,8 @@ func (s *StartTimes) apply(rm *metricdata.ResourceMetrics) {
 				continue // delta points start at the previous collection
 			}
 			for i := range sum.DataPoints {
-				name, _ := sum.DataPoints[i].Attributes.Value(AttrInterface)
-				if start, ok := s.by[name.AsString()]; ok {
+				name, _ := sum.DataPoints[i].Attributes.Value(key)
+				if start, ok := by[name.AsString()]; ok {
 					sum.DataPoints[i].StartTime = start
 				}
 			}

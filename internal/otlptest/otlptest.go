@@ -75,6 +75,14 @@ func (s *Server) Export(_ context.Context, req pmetricotlp.ExportRequest) (pmetr
 	return pmetricotlp.NewExportResponse(), nil
 }
 
+// Forget drops the requests kept so far (a benchmark's receiver keeps
+// nothing).
+func (s *Server) Forget() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.reqs, s.keys, s.at = nil, nil, nil
+}
+
 // Requests returns how many exports arrived, and when the last one did.
 func (s *Server) Requests() (int, time.Time) {
 	s.mu.Lock()
