@@ -74,13 +74,21 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 	settings.gogc = setGOGC()
 	log := settings.logger(stderr)
-	// SIGHUP (the terminal closed) and SIGPIPE (stdout is a pipe whose
-	// reader went away) end the process as SIGTERM does: with a final
-	// export and the hooks detached, rather than at once with tc filters
-	// left behind.
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGPIPE)
+	// SIGHUP (the terminal closed) and a closed stdout (ebpfnet | head)
+	// end the process as SIGTERM does: with a final export and the hooks
+	// detached, rather than at once with tc filters left behind.
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	defer stop()
-	if err := serve(ctx, settings, stdout, log); err != nil {
+	ctx, closed := context.WithCancel(ctx)
+	defer closed()
+	// SIGPIPE is taken and left unread: a write to a broken pipe then
+	// fails with EPIPE instead of ending the process. On stdout that ends
+	// it as above (pipeWatch); on the exporter's sockets (a Collector that
+	// went away mid-request) it is an export error to retry, not a reason
+	// to stop. (Not SIGPIPE in the stop signals: Go delivers the sockets'
+	// too.)
+	signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
+	if err := serve(ctx, settings, pipeWatch{stdout, closed}, log); err != nil {
 		fmt.Fprintf(stderr, "ebpfnet: %v\n", err)
 		return exitError
 	}
@@ -207,4 +215,26 @@ func (h *panicHook) fire() {
 	if fn := h.fn.Load(); fn != nil {
 		(*fn)()
 	}
+}
+
+// pipeWatch is stdout, calling closed when a write finds its reader gone.
+type pipeWatch struct {
+	io.Writer
+	closed func()
+}
+
+// Fd is the file's, for the table's terminal width, or none.
+func (w pipeWatch) Fd() uintptr {
+	if f, ok := w.Writer.(interface{ Fd() uintptr }); ok {
+		return f.Fd()
+	}
+	return ^uintptr(0)
+}
+
+func (w pipeWatch) Write(p []byte) (int, error) {
+	n, err := w.Writer.Write(p)
+	if errors.Is(err, syscall.EPIPE) {
+		w.closed()
+	}
+	return n, err
 }

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -36,7 +37,11 @@ func (e *outageExporter) Export(ctx context.Context, rm *metricdata.ResourceMetr
 	switch {
 	case err != nil && !e.failing:
 		e.failing = true
-		e.log.Warn("export failing; counting goes on, and this is logged again when exports recover", "error", err)
+		args := []any{"error", err}
+		if hint := protocolHint(err); hint != "" {
+			args = append(args, "hint", hint)
+		}
+		e.log.Warn("export failing; counting goes on, and this is logged again when exports recover", args...)
 	case err == nil && e.failing:
 		e.failing = false
 		e.log.Info("exports recovered")
@@ -77,4 +82,20 @@ func (o *outageLogger) Handle(err error) {
 		o.log.Warn("export failing; counting goes on, and this is not logged again until exports recover", "error", err)
 	}
 	o.last = now
+}
+
+// protocolHint names a protocol/port mismatch from the error it causes, or
+// returns "". gRPC (HTTP/2) to an HTTP/1 server, such as an OTLP/HTTP port,
+// reads an HTTP/1 response as a frame header: "frame too large" while
+// reading the server preface. OTLP/HTTP to a gRPC server reads the
+// server's HTTP/2 SETTINGS frame as a malformed HTTP/1 response.
+func protocolHint(err error) string {
+	msg := err.Error()
+	switch {
+	case strings.Contains(msg, "server preface") && strings.Contains(msg, "frame too large"):
+		return "the endpoint answers HTTP/1, not gRPC: is it an OTLP/HTTP port (4318)? Set OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf, or use the gRPC port (4317)"
+	case strings.Contains(msg, "malformed HTTP response") && strings.Contains(msg, `\x00\x00`):
+		return "the endpoint answers gRPC (HTTP/2), not OTLP/HTTP: is it an OTLP/gRPC port (4317)? Unset OTEL_EXPORTER_OTLP_PROTOCOL (grpc is the default), or use the HTTP port (4318)"
+	}
+	return ""
 }
