@@ -9,13 +9,12 @@ import (
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 )
 
-// maxPointsPerExport bounds the data points of one OTLP request: about 290
-// KB, well under the 4 MiB a gRPC server takes by default, the Collector's
-// OTLP receiver included. A node with 1000 interfaces that carry every
-// class has 48,000 points, 6.7 MB in one request, which such a receiver
-// refuses. Small requests also keep the exporter's transient memory small
-// (make bench: 1000 interfaces, 5 MB less resident than with 8192 points
-// a request, the batch processor's default; 100 interfaces, 3 MB less).
+// maxPointsPerExport bounds the data points of one OTLP request, so that a
+// node with many interfaces never sends more than a gRPC server takes by
+// default (4 MiB, the Collector's OTLP receiver included): every class on
+// 1000 interfaces is 48,000 points, several times that in one request.
+// Small requests also keep the exporter's transient memory small;
+// BENCHMARKS.md's footprint has what that saves.
 const maxPointsPerExport = 2048
 
 // splitExporter exports a collection in requests of at most max data

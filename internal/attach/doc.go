@@ -19,7 +19,10 @@
 //   - reports.go: what failed, counted and logged once per interface and
 //     cause;
 //   - heal.go: noticing a hook that someone else removed, and restoring it;
-//   - manager.go: the Manager, which ties them together.
+//   - attached.go: one attached interface's hooks and row, driven through
+//     its mechanism;
+//   - manager.go: the Manager, which ties them together; close.go: how it
+//     lets go (Close, and Abandon when the process is dying).
 //
 // What ebpfnet puts on a hook is recognised by identity, never by name
 // alone: a tcx or XDP link it holds (or pinned), a tc filter at the

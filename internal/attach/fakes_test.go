@@ -105,6 +105,8 @@ func (f *fakeMech) detach(h hold) error {
 	delete(f.on, [2]int{h.ifindex, int(h.dir)})
 	return nil
 }
+func (f *fakeMech) linked() bool { return f.hook != bpf.HookTC }
+
 func (f *fakeMech) present(h hold) (bool, error) { return f.on[[2]int{h.ifindex, int(h.dir)}], nil }
 func (f *fakeMech) find(ifindex int, d bpf.Direction, owned bpf.Owned, pin string) (hold, bool) {
 	if !f.on[[2]int{ifindex, int(d)}] {

@@ -81,8 +81,8 @@ func (m *Manager) pollLinks() {
 		missing := !a.Counting
 		for _, d := range m.dirs {
 			h := a.holds[d]
-			if h.hook == bpf.HookTCX || h.hook == bpf.HookXDP {
-				if ok, err := m.mechs[h.hook].present(h); err == nil && !ok {
+			if mech, ok := m.mechs[h.hook]; ok && mech.linked() {
+				if ok, err := mech.present(h); err == nil && !ok {
 					missing = true
 				}
 			}
@@ -102,7 +102,7 @@ func (m *Manager) verifyTC(cause string) {
 	}
 	for _, a := range m.byIndex {
 		for _, h := range a.holds {
-			if h.hook == bpf.HookTC {
+			if mech, ok := m.mechs[h.hook]; ok && !mech.linked() {
 				m.verify(a, cause)
 				break
 			}

@@ -29,6 +29,10 @@ type mechanism interface {
 	// (a pinned link, or a tc filter), if it is there in this network
 	// namespace.
 	find(ifindex int, d bpf.Direction, owned bpf.Owned, pin string) (hold, bool)
+	// linked says whether what it puts on a hook is a BPF link (tcx,
+	// XDP): pinnable, and checked on a timer; otherwise (tc) a filter,
+	// which a pinned row records and the kernel's tc notices watch.
+	linked() bool
 }
 
 // program is a loaded program and its kernel ID.

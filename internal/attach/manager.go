@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"path/filepath"
 	"sync"
 	"time"
 
@@ -43,11 +42,6 @@ type Interface struct {
 	// whose hook someone removed and that could not be put back keeps its
 	// row (and its totals) but is not counting.
 	Counting bool
-}
-
-type attached struct {
-	Interface
-	holds [bpf.NumDirections]hold
 }
 
 // maps is what the Manager needs of the loaded programs and maps: a
@@ -320,172 +314,5 @@ func (m *Manager) CopyErrors(dst map[string]uint64) (restored uint64) {
 	return m.reports.restores
 }
 
-// Close stops watching the hooks and detaches everything, unless it is
-// pinned: then it only lets go, and the pinned links keep counting. Close
-// is idempotent.
-func (m *Manager) Close() error {
-	if m.healer != nil {
-		m.healer.stop()
-	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.closed {
-		return nil
-	}
-	m.closed = true
-	var errs []error
-	for _, a := range m.byIndex {
-		for d, h := range a.holds {
-			if m.objs.Pinned() {
-				errs = append(errs, h.closeLink())
-				continue
-			}
-			errs = append(errs, m.detachHook(a, bpf.Direction(d)))
-		}
-	}
-	return errors.Join(errs...)
-}
-
-// DetachOnPanic, deferred at the top of a goroutine, detaches what is not
-// pinned when that goroutine panics, and lets the panic go on: a tc filter
-// is not tied to the process that added it, and would go on running with
-// no process behind it. (After SIGKILL nothing can do that: see README.)
-func (m *Manager) DetachOnPanic() {
-	if r := recover(); r != nil {
-		m.Abandon()
-		panic(r)
-	}
-}
-
-// Abandon detaches what is not pinned, as Close does, without waiting for
-// the goroutines that watch the hooks: the process is about to die, maybe
-// from one of them.
-func (m *Manager) Abandon() {
-	// Whoever holds the lock gets a moment to let go; past that, the
-	// process is dying anyway.
-	for i := 0; i < 100; i++ {
-		if m.mu.TryLock() {
-			defer m.mu.Unlock()
-			break
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	if m.closed {
-		return
-	}
-	m.closed = true
-	if m.objs.Pinned() {
-		return
-	}
-	for _, a := range m.byIndex {
-		for d := range a.holds {
-			_ = m.detachHook(a, bpf.Direction(d))
-		}
-	}
-}
-
 // Mode is the attach mode in use: tcx, tc or xdp, auto resolved.
 func (m *Manager) Mode() string { return m.hook.String() }
-
-func (m *Manager) counts(d bpf.Direction) bool {
-	for _, c := range m.dirs {
-		if c == d {
-			return true
-		}
-	}
-	return false
-}
-
-func (m *Manager) program(hook bpf.Hook, d bpf.Direction) (program, error) {
-	name := programFor(hook, d)
-	p := m.objs.Program(name)
-	if p == nil {
-		return program{}, fmt.Errorf("%s %s: program %s not loaded", d, hook, name)
-	}
-	return program{name: name, prog: p, id: m.objs.ProgramID(name)}, nil
-}
-
-// attachHook puts the program on a's hook in direction d. With pinned
-// state, the row says what will be ebpfnet's there before it is attached.
-func (m *Manager) attachHook(a *attached, d bpf.Direction, hook bpf.Hook) error {
-	p, err := m.program(hook, d)
-	if err != nil {
-		return err
-	}
-	pin := ""
-	if m.objs.Pinned() && hook != bpf.HookTC {
-		pin = m.linkPath(a.Index, d)
-	}
-	h, err := m.mechs[hook].attach(a.Index, d, p, pin, func(owned bpf.Owned) error {
-		a.Hooks[d], a.holds[d] = hook, hold{hook: hook, owned: owned}
-		if m.objs.Pinned() {
-			return m.writeRow(a)
-		}
-		return nil
-	})
-	if err != nil {
-		a.Hooks[d], a.holds[d] = bpf.HookNone, hold{}
-		return fmt.Errorf("%s %s: %w", d, hook, fileLimit(err))
-	}
-	a.Hooks[d], a.holds[d] = hook, h
-	m.log.Debug("attached", "interface", a.Name, "direction", d, "hook", hook)
-	return nil
-}
-
-func (m *Manager) detachHook(a *attached, d bpf.Direction) error {
-	var err error
-	if h := a.holds[d]; h.hook != bpf.HookNone {
-		err = m.mechs[h.hook].detach(h)
-	}
-	a.holds[d], a.Hooks[d] = hold{}, bpf.HookNone
-	return err
-}
-
-// release frees a's row: its slot cleared, so that the programs stop
-// counting the interface, then zeroed counters and a cleared interfaces
-// row.
-func (m *Manager) release(a *attached) error {
-	m.rows.free(a.Row)
-	delete(m.byIndex, a.Index)
-	var err error
-	if row, _, serr := m.objs.Slot(a.Index); serr != nil || row == a.Row {
-		err = errors.Join(serr, m.objs.SetSlot(a.Index, 0, bpf.FramingUnused))
-	}
-	err = errors.Join(err,
-		m.objs.ResetCounters(a.Row),
-		m.objs.WriteInterface(a.Row, &bpf.InterfaceRow{}),
-	)
-	select {
-	case m.freed <- struct{}{}:
-	default:
-	}
-	return err
-}
-
-func (m *Manager) writeRow(a *attached) error {
-	row := bpf.InterfaceRow{
-		Ifindex:       uint32(a.Index),
-		Hooks:         a.Hooks,
-		Layout:        bpf.Layout,
-		StartUnixNano: uint64(a.Start.UnixNano()),
-	}
-	for d, h := range a.holds {
-		row.Owned[d] = h.owned
-	}
-	row.SetName(a.Name)
-	return m.objs.WriteInterface(a.Row, &row)
-}
-
-// updateCounting says whether every direction asked for has its hook.
-func (m *Manager) updateCounting(a *attached) {
-	a.Counting = true
-	for _, d := range m.dirs {
-		if a.Hooks[d] == bpf.HookNone {
-			a.Counting = false
-		}
-	}
-}
-
-func (m *Manager) linkPath(index int, d bpf.Direction) string {
-	return filepath.Join(m.objs.PinPath(), "links", fmt.Sprintf("%d-%s", index, d))
-}

@@ -153,12 +153,14 @@ func (m *Manager) liveHooks(rows []bpf.InterfaceRow, elsewhereOnly bool) []strin
 		}
 		for d, hook := range r.Hooks {
 			where := fmt.Sprintf("%s (ifindex %d) %s", r.InterfaceName(), r.Ifindex, bpf.Direction(d))
-			switch hook {
-			case bpf.HookTC:
+			mech, ok := m.mechs[hook]
+			switch {
+			case !ok: // nothing on this hook
+			case !mech.linked():
 				if !elsewhereOnly {
-					out = append(out, where+" tc")
+					out = append(out, where+" "+hook.String())
 				}
-			case bpf.HookTCX, bpf.HookXDP:
+			default:
 				ifindex, here := m.pinnedLinkState(int(r.Ifindex), bpf.Direction(d), hook)
 				if ifindex != 0 && (!elsewhereOnly || !here) {
 					out = append(out, where+" "+hook.String())

@@ -149,6 +149,8 @@ func (c *tc) detach(h hold) error {
 
 // present lists the hook's filters: a netlink dump, asked when the kernel
 // says a filter or qdisc went (heal.go), not on a timer.
+func (*tc) linked() bool { return false }
+
 func (c *tc) present(h hold) (bool, error) {
 	f, err := ownedFilter(h.ifindex, h.dir, h.owned)
 	return f != nil, err

@@ -64,6 +64,8 @@ func pinLink(h hold, pin string) (hold, error) {
 
 func (tcx) update(h hold, p program) (hold, error) { return updateLink(h, p) }
 
+func (tcx) linked() bool { return true }
+
 func updateLink(h hold, p program) (hold, error) {
 	if err := h.link.Update(p.prog); err != nil {
 		return h, err

@@ -40,6 +40,8 @@ func (xdp) attach(ifindex int, d bpf.Direction, p program, pin string, record fu
 
 func (xdp) update(h hold, p program) (hold, error) { return updateLink(h, p) }
 
+func (xdp) linked() bool { return true }
+
 func (xdp) detach(h hold) error { return detachLink(h) }
 
 // present asks the link itself, as for tcx.
