@@ -36,7 +36,7 @@ func (d Direction) String() string {
 }
 
 // Class is what the parser found in a frame: non-IP, or an IP version and
-// a transport. The values match enum ebpfnet_class in ebpfnet.c.
+// a transport. The values match enum ebpfnet_class in ebpfnet.h.
 type Class int
 
 // Classes, in the order of struct ebpfnet_classes.

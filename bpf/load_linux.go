@@ -39,7 +39,7 @@ const (
 )
 
 // DirectIfindexes is how many ifindexes have their slot in the slots array
-// (DIRECT_IFINDEXES in ebpfnet.c); higher ones go through a hash.
+// (DIRECT_IFINDEXES in ebpfnet.h); higher ones go through a hash.
 const DirectIfindexes = 16384
 
 // ErrIncompatiblePin says that pinned state exists but was made by an
