@@ -29,13 +29,14 @@ func limited(t *testing.T, setup string, args ...string) *sidecar {
 func TestFileLimitIsNamed(t *testing.T) {
 	testenv.Privileged(t)
 	// Links are file descriptors (tc filters are not): tcx, or XDP where
-	// the kernel has no tcx (6.1).
+	// the kernel has no tcx (6.1). XDP takes one link per interface and
+	// tcx two: 60 interfaces overrun 48 descriptors in either mode.
 	mode := "tcx"
 	if !testenv.HasTCX() {
 		mode = "xdp"
 	}
 	peers := testenv.NewNetns(t)
-	const n = 30
+	const n = 60
 	for i := range n {
 		veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: fmt.Sprintf("nofile%02d", i)}, PeerName: fmt.Sprintf("nofile%02dp", i), PeerNamespace: netlink.NsFd(peers)}
 		if err := netlink.LinkAdd(veth); err != nil {
