@@ -21,7 +21,8 @@ import (
 
 // Watcher keeps the manager's attachments in line with the interfaces.
 type Watcher struct {
-	mgr   *attach.Manager
+	mgr   manager
+	links links
 	match *config.Matcher
 	log   *slog.Logger
 	peers Peers // told of each selected interface's peer namespace, or nil
@@ -29,6 +30,26 @@ type Watcher struct {
 	done chan struct{}
 	wg   sync.WaitGroup
 }
+
+// manager is what the Watcher asks of an *attach.Manager (a fake in the
+// unit tests).
+type manager interface {
+	Attach(attach.NetDev) error
+	Detach(index int) error
+	AppendAttached([]attach.Interface) []attach.Interface
+	Refused() []int
+	Freed() <-chan struct{}
+	DetachOnPanic()
+}
+
+// links is where the interfaces come from: netlink, or a fake.
+type links struct {
+	list      func() ([]netlink.Link, error)
+	byIndex   func(int) (netlink.Link, error)
+	subscribe func(chan<- netlink.LinkUpdate, <-chan struct{}, netlink.LinkSubscribeOptions) error
+}
+
+var kernelLinks = links{list: netlink.LinkList, byIndex: netlink.LinkByIndex, subscribe: netlink.LinkSubscribeWithOptions}
 
 // Peers is told where each selected interface's peer is: the pod index
 // (internal/pods) names a pod's host veth by it.
@@ -46,7 +67,11 @@ type Peers interface {
 // fails only when it cannot listen to netlink or list the interfaces at
 // all.
 func Watch(mgr *attach.Manager, match *config.Matcher, peers Peers, log *slog.Logger) (*Watcher, error) {
-	w := &Watcher{mgr: mgr, match: match, peers: peers, log: log, done: make(chan struct{})}
+	return watch(mgr, kernelLinks, match, peers, log)
+}
+
+func watch(mgr manager, links links, match *config.Matcher, peers Peers, log *slog.Logger) (*Watcher, error) {
+	w := &Watcher{mgr: mgr, links: links, match: match, peers: peers, log: log, done: make(chan struct{})}
 	// Subscribe before listing, so that nothing created in between is missed.
 	updates, err := w.subscribe()
 	if err != nil {
@@ -67,7 +92,7 @@ func Watch(mgr *attach.Manager, match *config.Matcher, peers Peers, log *slog.Lo
 
 func (w *Watcher) subscribe() (<-chan netlink.LinkUpdate, error) {
 	updates := make(chan netlink.LinkUpdate, 1024)
-	err := netlink.LinkSubscribeWithOptions(updates, w.done, netlink.LinkSubscribeOptions{
+	err := w.links.subscribe(updates, w.done, netlink.LinkSubscribeOptions{
 		ReceiveBufferSize: 1 << 20,
 		ErrorCallback: func(err error) {
 			select {
@@ -83,12 +108,12 @@ func (w *Watcher) subscribe() (<-chan netlink.LinkUpdate, error) {
 // sync attaches every selected interface and detaches every other one,
 // and says how many are selected.
 func (w *Watcher) sync() (int, error) {
-	links, err := netlink.LinkList()
+	list, err := w.links.list()
 	if err != nil {
 		return 0, err
 	}
 	selected := map[int]bool{}
-	for _, l := range links {
+	for _, l := range list {
 		if a := l.Attrs(); w.match.Match(a.Name) {
 			selected[a.Index] = true
 			w.attach(a)
@@ -165,7 +190,7 @@ func (w *Watcher) handle(u netlink.LinkUpdate) {
 // one is free, as they are now (they may have been renamed meanwhile).
 func (w *Watcher) retryRefused() {
 	for _, index := range w.mgr.Refused() {
-		l, err := netlink.LinkByIndex(index)
+		l, err := w.links.byIndex(index)
 		if err != nil || !w.match.Match(l.Attrs().Name) {
 			_ = w.mgr.Detach(index) // forgets the refusal
 			continue
