@@ -2,6 +2,7 @@ package receiver
 
 import (
 	"flag"
+	"maps"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -66,27 +67,56 @@ func TestScrapeGolden(t *testing.T) {
 		t.Error(err)
 	}
 	// Start timestamps are compared here, not in the golden file (whose
-	// writer normalises them): each interface's points start when counting
-	// began on it, the receiver's own counters when it started.
-	wantStart := map[string]time.Time{"veth0": start0, "veth1": start0.Add(time.Minute), "": started}
-	ms := got.ResourceMetrics().At(0).ScopeMetrics().At(0).Metrics()
-	checked := 0
-	for i := 0; i < ms.Len(); i++ {
-		m := ms.At(i)
-		if m.Type() != pmetric.MetricTypeSum {
-			continue
-		}
-		for j := 0; j < m.Sum().DataPoints().Len(); j++ {
-			dp := m.Sum().DataPoints().At(j)
-			iface, _ := dp.Attributes().Get("network.interface.name")
-			if st := dp.StartTimestamp().AsTime(); !st.Equal(wantStart[iface.Str()]) {
-				t.Errorf("%s %q: start %v, want %v", m.Name(), iface.Str(), st, wantStart[iface.Str()])
+	// writer normalises them), for every point of every metric: each
+	// interface's counters start when counting began on it, the receiver's
+	// own counters when it started; a gauge has no start.
+	wantStart := map[string]time.Time{"veth0": start0, "veth1": start0.Add(time.Minute)}
+	points := map[string]int{}
+	rms := got.ResourceMetrics()
+	for r := 0; r < rms.Len(); r++ {
+		sms := rms.At(r).ScopeMetrics()
+		for k := 0; k < sms.Len(); k++ {
+			ms := sms.At(k).Metrics()
+			for i := 0; i < ms.Len(); i++ {
+				m := ms.At(i)
+				var dps pmetric.NumberDataPointSlice
+				switch m.Type() {
+				case pmetric.MetricTypeSum:
+					dps = m.Sum().DataPoints()
+				case pmetric.MetricTypeGauge:
+					dps = m.Gauge().DataPoints()
+				default:
+					t.Errorf("%s is a %v", m.Name(), m.Type())
+					continue
+				}
+				for j := 0; j < dps.Len(); j++ {
+					dp := dps.At(j)
+					want := started
+					iface, ok := dp.Attributes().Get("network.interface.name")
+					switch {
+					case m.Type() == pmetric.MetricTypeGauge:
+						want = time.Unix(0, 0)
+					case ok:
+						if want, ok = wantStart[iface.Str()]; !ok {
+							t.Errorf("%s: a point of interface %q, which is not counting", m.Name(), iface.Str())
+						}
+					}
+					if st := dp.StartTimestamp().AsTime(); !st.Equal(want) {
+						t.Errorf("%s %v: start %v, want %v", m.Name(), dp.Attributes().AsRaw(), st, want)
+					}
+					points[m.Name()]++
+				}
 			}
-			checked++
 		}
 	}
-	if checked != 6+6+4+4+3+1 {
-		t.Errorf("checked the start of %d points", checked)
+	wantPoints := map[string]int{
+		"system.network.io": 6, "system.network.packet.count": 6,
+		"system.network.errors": 4, "system.network.packet.dropped": 4,
+		"ebpfnet.interfaces.attached": 1, "ebpfnet.attach.errors": 3, "ebpfnet.hooks.restored": 1,
+		"ebpfnet.collection.duration": 1,
+	}
+	if !maps.Equal(points, wantPoints) {
+		t.Errorf("checked the start of the points %v, want %v", points, wantPoints)
 	}
 }
 

@@ -413,7 +413,8 @@ func TestOthersFiltersAreNeverTouched(t *testing.T) {
 // A snapshot never pairs a row with an interface it no longer belongs to:
 // with interfaces churning under the same names and snapshots taken as
 // fast as they come, no cumulative value goes down under an unchanged
-// start time.
+// start time. Every interface made is seen by the snapshots with the
+// traffic sent to it before it goes, so the check covers each of them.
 func TestSnapshotsAreConsistentUnderChurn(t *testing.T) {
 	testenv.Privileged(t)
 	d := open(t, cfgFor(config.AttachAuto, "snap*"))
@@ -421,20 +422,32 @@ func TestSnapshotsAreConsistentUnderChurn(t *testing.T) {
 		name  string
 		start time.Time
 	}
-	var stop atomic.Bool
-	var bad []string
-	scraped := 0
+	const rounds, perRound = 30, 3
+	var (
+		stop atomic.Bool
+		mu   sync.Mutex // guards what follows, shared with the test
+		bad  []string
+		seen = map[key]uint64{} // each interface's packets in the latest snapshot that had it
+		// snapshots taken, and those with an interface in them
+		scraped, withInterfaces int
+	)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		last := map[key]uint64{}
 		var s snapshot.Snapshot
 		for !stop.Load() {
-			if err := d.Snapshot(&s); err != nil {
+			err := d.Snapshot(&s)
+			mu.Lock()
+			if err != nil {
 				bad = append(bad, err.Error())
+				mu.Unlock()
 				return
 			}
 			scraped++
+			if len(s.Interfaces) > 0 {
+				withInterfaces++
+			}
 			for _, i := range s.Interfaces {
 				k := key{i.Name, i.Start}
 				n := i.Counters.Total(bpf.Receive).Packets + i.Counters.Total(bpf.Transmit).Packets
@@ -442,12 +455,15 @@ func TestSnapshotsAreConsistentUnderChurn(t *testing.T) {
 					bad = append(bad, fmt.Sprintf("%s (start %v) went from %d to %d", i.Name, i.Start, last[k], n))
 				}
 				last[k] = n
+				seen[k] = n
 			}
+			mu.Unlock()
 		}
 	}()
-	for round := range 30 {
+	defer func() { stop.Store(true); <-done }()
+	for round := range rounds {
 		var pairs []*testenv.Pair
-		for i := range 3 {
+		for i := range perRound {
 			p, err := testenv.CreatePair(fmt.Sprintf("snap%d", i))
 			if err != nil {
 				t.Fatal(err)
@@ -455,8 +471,21 @@ func TestSnapshotsAreConsistentUnderChurn(t *testing.T) {
 			pairs = append(pairs, p)
 		}
 		for _, p := range pairs {
-			testenv.WaitFor(t, "attach", func() bool { return snap(t, d).Find(p.Local) != nil })
-			p.SendUDP(t, false, true, 5+round%7, payload)
+			var k key
+			testenv.WaitFor(t, "attach", func() bool {
+				i := snap(t, d).Find(p.Local)
+				if i != nil {
+					k = key{i.Name, i.Start}
+				}
+				return i != nil
+			})
+			n := 5 + round%7
+			p.SendUDP(t, false, true, n, payload)
+			testenv.WaitFor(t, fmt.Sprintf("the snapshots to see %s's %d packets", p.Local, n), func() bool {
+				mu.Lock()
+				defer mu.Unlock()
+				return seen[k] >= uint64(n) || len(bad) > 0
+			})
 		}
 		for _, p := range pairs {
 			p.Close()
@@ -464,9 +493,17 @@ func TestSnapshotsAreConsistentUnderChurn(t *testing.T) {
 	}
 	stop.Store(true)
 	<-done
+	mu.Lock()
+	defer mu.Unlock()
 	if len(bad) > 0 {
 		t.Errorf("after %d snapshots: %s", scraped, strings.Join(bad, "; "))
 	}
+	// What was checked: every interface made, and at least one snapshot
+	// with interfaces in it per round.
+	if len(seen) < rounds*perRound || withInterfaces < rounds {
+		t.Errorf("the snapshots saw %d interfaces, in %d of %d snapshots; want all %d made, in at least %d snapshots", len(seen), withInterfaces, scraped, rounds*perRound, rounds)
+	}
+	t.Logf("%d snapshots, %d with interfaces, of %d interfaces", scraped, withInterfaces, len(seen))
 }
 
 // An interface refused for want of a row is attached as soon as one frees,

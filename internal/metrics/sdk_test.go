@@ -3,10 +3,13 @@ package metrics
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 	"sync"
 	"testing"
 
 	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata/metricdatatest"
@@ -103,27 +106,62 @@ func TestCallbackObservesSnapshot(t *testing.T) {
 	}
 }
 
-// An interface that leaves the snapshot leaves the metrics, and the cache.
+// An interface that leaves the snapshot leaves the metrics, and the
+// Callback's cache of attribute sets (its series, by interface name), so
+// that churn does not grow it.
 func TestRemovedInterfaceIsForgotten(t *testing.T) {
 	reader := sdkmetric.NewManualReader()
 	provider := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
 	defer provider.Shutdown(context.Background())
 	snap := fixedSnapshot()
-	if _, err := Register(provider.Meter(ScopeName), func(s *snapshot.Snapshot) error { *s = snap; return nil }, Everything, nil); err != nil {
+	meter := provider.Meter(ScopeName)
+	// Registered as Register registers it, but with the Callback in hand.
+	c, err := NewCallback(meter, func(s *snapshot.Snapshot) error { *s = snap; return nil }, Everything)
+	if err != nil {
 		t.Fatal(err)
 	}
-	var rm metricdata.ResourceMetrics
-	_ = reader.Collect(context.Background(), &rm)
-	snap.Interfaces = snap.Interfaces[:1]
-	_ = reader.Collect(context.Background(), &rm)
-	for _, m := range rm.ScopeMetrics[0].Metrics {
-		if s, ok := m.Data.(metricdata.Sum[int64]); ok {
-			for _, p := range s.DataPoints {
-				if v, _ := p.Attributes.Value(AttrInterface); v.AsString() == "veth1" {
-					t.Errorf("%s still reports veth1", m.Name)
+	var observed []metric.Observable
+	for _, i := range []metric.Observable{c.io, c.packets, c.netErrors, c.netDropped, c.podIO, c.podPackets, c.podErrors, c.podDropped, c.attached, c.errors, c.restored} {
+		if i != nil {
+			observed = append(observed, i)
+		}
+	}
+	if _, err := meter.RegisterCallback(c.Observe, observed...); err != nil {
+		t.Fatal(err)
+	}
+	// collect returns the interfaces the collection's points name, and
+	// those the Callback keeps attribute sets for.
+	collect := func() (reported, cached []string) {
+		t.Helper()
+		var rm metricdata.ResourceMetrics
+		if err := reader.Collect(context.Background(), &rm); err != nil {
+			t.Fatalf("collect: %v", err)
+		}
+		if len(rm.ScopeMetrics) != 1 {
+			t.Fatalf("%d scopes, want 1", len(rm.ScopeMetrics))
+		}
+		seen := map[string]bool{}
+		for _, m := range rm.ScopeMetrics[0].Metrics {
+			if s, ok := m.Data.(metricdata.Sum[int64]); ok {
+				for _, p := range s.DataPoints {
+					if v, ok := p.Attributes.Value(AttrInterface); ok {
+						seen[v.AsString()] = true
+					}
 				}
 			}
 		}
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return slices.Sorted(maps.Keys(seen)), slices.Sorted(maps.Keys(c.series))
+	}
+
+	both := []string{"veth0", "veth1"}
+	if reported, cached := collect(); !slices.Equal(reported, both) || !slices.Equal(cached, both) {
+		t.Fatalf("first collection: points of %v, cache of %v; want %v in both", reported, cached, both)
+	}
+	snap.Interfaces = snap.Interfaces[:1]
+	if reported, cached := collect(); !slices.Equal(reported, both[:1]) || !slices.Equal(cached, both[:1]) {
+		t.Errorf("after veth1 left the snapshot: points of %v, cache of %v; want %v in both", reported, cached, both[:1])
 	}
 }
 
