@@ -7,7 +7,7 @@ GO ?= $(or $(shell command -v go 2>/dev/null),$(firstword $(wildcard /usr/local/
 export PATH := $(dir $(GO)):$(PATH)
 export EBPFNET_PRIVILEGED ?=
 
-.PHONY: all generate build test test-kernel bench run otelcol check-generate fuzz clean image image-otelcol kubernetes-tools previous-release lint prerequisites
+.PHONY: all generate build test test-kernel bench run otelcol check-generate fuzz clean image image-otelcol kubernetes-tools previous-release lint prerequisites peers
 
 all: build
 
@@ -148,8 +148,33 @@ image-otelcol: otelcol
 fuzz:
 	$(GO) test ./bpf -run '^$$' -fuzz FuzzParser -fuzztime 60s
 
-bench:
+bench: peers
 	$(GO) run ./internal/bench -o BENCHMARKS.md
+
+# What make bench measures ebpfnet beside, in one window on the same
+# interfaces (internal/bench/peers.go): the custom Collector (built),
+# Debian's node_exporter (installed if missing), and a Collector with
+# contrib's hostmetrics receiver, built from
+# internal/bench/hostmetrics/builder-config.yaml with the v0.160.0 builder
+# (hostmetricsreceiver v0.165.0 needs scrapertest v0.165.0, which the Go
+# module proxy refuses). Built here, as the bench runs in a network
+# namespace of its own that cannot reach the proxy. When that Collector
+# does not build, the build's output stays in its .log beside it, make
+# bench goes on without it and its table says why.
+HOSTMETRICS_VERSION := v0.160.0
+HOSTMETRICS := bin/otelcol-hostmetrics-$(HOSTMETRICS_VERSION)
+peers: otelcol
+	@dpkg -s prometheus-node-exporter >/dev/null 2>&1 || { \
+		echo "make peers: installing prometheus-node-exporter"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus-node-exporter >/dev/null; }
+	@test -x $(HOSTMETRICS) || { \
+		echo "make peers: building $(HOSTMETRICS) (a few minutes)"; mkdir -p bin && rm -f $(HOSTMETRICS).log && \
+		{ test -x bin/builder-$(HOSTMETRICS_VERSION) || { \
+			GOBIN=$(CURDIR)/bin/builder-peers.tmp $(GO) install go.opentelemetry.io/collector/cmd/builder@$(HOSTMETRICS_VERSION) && \
+			mv bin/builder-peers.tmp/builder bin/builder-$(HOSTMETRICS_VERSION) && rmdir bin/builder-peers.tmp; }; } >>$(HOSTMETRICS).log 2>&1 && \
+		CGO_ENABLED=0 bin/builder-$(HOSTMETRICS_VERSION) --config internal/bench/hostmetrics/builder-config.yaml >>$(HOSTMETRICS).log 2>&1 && \
+		cp build/otelcol-hostmetrics-$(HOSTMETRICS_VERSION)/otelcol-hostmetrics $(HOSTMETRICS) && rm -f $(HOSTMETRICS).log || \
+		echo "make peers: $(HOSTMETRICS) did not build ($(HOSTMETRICS).log); make bench says why"; }
 
 clean:
 	rm -rf bin build

@@ -39,6 +39,9 @@ func bench() int {
 		{"datapath: real traffic", benchTraffic},
 		{"sidecar: one collection", benchCollection},
 		{"sidecar: footprint", benchFootprint},
+		{"peers: same interfaces, same interval", benchPeers},
+		{"gateway: a fleet's load", benchGateway},
+		{"pods: attribution", benchPods},
 	}
 
 	var report strings.Builder
