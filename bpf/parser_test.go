@@ -3,13 +3,9 @@ package bpf
 import (
 	"encoding/binary"
 	"errors"
-	"fmt"
-	"reflect"
-	"slices"
 	"testing"
 
 	"github.com/cilium/ebpf"
-	"github.com/cilium/ebpf/asm"
 	"golang.org/x/sys/unix"
 
 	"github.com/ebpfnet/ebpfnet/internal/testenv"
@@ -307,130 +303,4 @@ func FuzzParser(f *testing.F) {
 		h.check(t, frame, referenceClass(frame))
 		h.checkXDP(t, FramingIP, frame, referenceClassIP(frame))
 	})
-}
-
-// The Go mirrors of the C structs must keep their layout: every field at
-// the offset and of the size bpf2go read from the object's BTF, not merely
-// the same total size.
-func TestLayout(t *testing.T) {
-	for _, c := range []struct {
-		name     string
-		ours, c  any
-		minAlign uintptr
-	}{
-		{"Counters / struct ebpfnet_counters", Counters{}, ebpfnetEbpfnetCounters{}, 8},
-		{"InterfaceRow / struct ebpfnet_interface", InterfaceRow{}, ebpfnetEbpfnetInterface{}, 0},
-		{"Meta / struct ebpfnet_meta", Meta{}, ebpfnetEbpfnetMeta{}, 0},
-	} {
-		a, b := leaves(reflect.TypeOf(c.ours), 0), leaves(reflect.TypeOf(c.c), 0)
-		if !slices.Equal(a, b) {
-			t.Errorf("%s: fields (offset:size) differ:\n ours %v\n C    %v", c.name, a, b)
-		}
-		if size := reflect.TypeOf(c.ours).Size(); c.minAlign != 0 && size%c.minAlign != 0 {
-			t.Errorf("%s is %d bytes: ReadCounters' per-CPU stride needs a multiple of %d", c.name, size, c.minAlign)
-		}
-	}
-	// The framing in a slot is what SetSlot's single store puts at byte 4.
-	if f, ok := reflect.TypeOf(ebpfnetEbpfnetSlot{}).FieldByName("Framing"); !ok || f.Offset != 4 || slotSize != 8 {
-		t.Errorf("struct ebpfnet_slot: framing at %d of %d bytes, want 4 of 8", f.Offset, slotSize)
-	}
-	// The layout field stays where every version looks for it.
-	if f, _ := reflect.TypeOf(InterfaceRow{}).FieldByName("Layout"); f.Offset != layoutOffset {
-		t.Errorf("InterfaceRow.Layout at %d, want %d", f.Offset, layoutOffset)
-	}
-}
-
-// leaves lists a type's scalar fields, in memory order, as offset:size,
-// looking through structs and arrays (padding fields included).
-func leaves(t reflect.Type, base uintptr) []string {
-	switch t.Kind() {
-	case reflect.Struct:
-		var out []string
-		for i := range t.NumField() {
-			out = append(out, leaves(t.Field(i).Type, base+t.Field(i).Offset)...)
-		}
-		return out
-	case reflect.Array:
-		var out []string
-		for i := range t.Len() {
-			out = append(out, leaves(t.Elem(), base+uintptr(i)*t.Elem().Size())...)
-		}
-		return out
-	}
-	return []string{fmt.Sprintf("%d:%d", base, t.Size())}
-}
-
-// The programs must pass the verifier with CAP_BPF and CAP_NET_ADMIN alone.
-// Without CAP_PERFMON the verifier applies its Spectre mitigations: it
-// refuses a variable offset on a packet pointer and pointer arithmetic
-// between pointers, which a root-only test would never notice.
-func TestLoadsWithCapBPFAndNetAdminAlone(t *testing.T) {
-	testenv.Privileged(t)
-	var objs *Objects
-	eff, err := testenv.WithCapabilities([]uintptr{unix.CAP_BPF, unix.CAP_NET_ADMIN}, func() error {
-		var err error
-		objs, err = Load(Options{MaxInterfaces: 4, Programs: []string{ProgramIngress, ProgramEgress, ProgramXDP}})
-		return err
-	})
-	if want := uint64(1)<<unix.CAP_BPF | 1<<unix.CAP_NET_ADMIN; eff != want {
-		t.Fatalf("the loading thread had capabilities %#x, want exactly %#x", eff, want)
-	}
-	if err != nil {
-		var ve *ebpf.VerifierError
-		if errors.As(err, &ve) {
-			t.Logf("verifier log:\n%+v", ve)
-		}
-		t.Fatalf("load with CAP_BPF and CAP_NET_ADMIN: %v", err)
-	}
-	defer objs.Close()
-
-	// And what was loaded that way counts like the root-loaded programs.
-	h := &harness{objs: objs, rows: make([]Counters, 1),
-		ingress: objs.Program(ProgramIngress), egress: objs.Program(ProgramEgress), xdp: objs.Program(ProgramXDP)}
-	h.setFraming(t, FramingEthernet)
-	for _, c := range parserCases() {
-		h.check(t, c.frame, c.want)
-	}
-}
-
-// Without CAP_PERFMON the verifier may put speculation barriers (nospec,
-// an lfence on x86) into a program it could not otherwise prove safe under
-// speculation; on the per-packet path one costs several nanoseconds, more
-// than the rest of the program. The slow path may have some; the programs
-// themselves, up to their first subprogram, must have none.
-func TestNoSpeculationBarrierOnTheFastPath(t *testing.T) {
-	testenv.Privileged(t)
-	names := []string{ProgramIngress, ProgramEgress, ProgramXDP}
-	var objs *Objects
-	if _, err := testenv.WithCapabilities([]uintptr{unix.CAP_BPF, unix.CAP_NET_ADMIN}, func() (err error) {
-		objs, err = Load(Options{MaxInterfaces: 1, Programs: names})
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	defer objs.Close()
-	const nospec = asm.OpCode(0xc2) // BPF_ST | BPF_NOSPEC
-	for _, name := range names {
-		info, err := objs.Program(name).Info()
-		if err != nil {
-			t.Fatal(err)
-		}
-		insns, err := info.Instructions()
-		if err != nil {
-			t.Fatal(err)
-		}
-		funcs, err := info.FuncInfos()
-		if err != nil || len(funcs) < 2 {
-			t.Fatalf("%s: function infos %v, %v: want the program and its slow path", name, funcs, err)
-		}
-		end, barriers := funcs[1].Offset, 0
-		for it := insns.Iterate(); it.Next() && it.Offset < end; {
-			if it.Ins.OpCode == nospec {
-				barriers++
-			}
-		}
-		if barriers != 0 {
-			t.Errorf("%s: %d speculation barriers in the first %d instructions (bpftool prog dump xlated shows them as nospec)", name, barriers, end)
-		}
-	}
 }
