@@ -141,7 +141,9 @@ func TestInstanceIdentity(t *testing.T) {
 			return err
 		}
 		defer func() { _ = cmd.Process.Signal(syscall.SIGTERM); _ = cmd.Wait() }()
-		testenv.Eventually(testenv.Patience, func() bool { return strings.Contains(out.String(), "service.instance.id") })
+		if !testenv.Eventually(testenv.Patience, func() bool { return strings.Contains(out.String(), "service.instance.id") }) {
+			return fmt.Errorf("no service.instance.id on the console:\n%s", out.String())
+		}
 		return nil
 	})
 	if err != nil {

@@ -112,7 +112,7 @@ func TestLogLevelAndFormat(t *testing.T) {
 	testenv.Privileged(t)
 	p := testenv.NewPair(t, "logs0")
 	sc := startSidecar(t, []string{"OTEL_METRICS_EXPORTER=none", "OTEL_LOG_LEVEL=debug"}, "--interfaces", p.Local, "--log-format", "json")
-	testenv.Eventually(testenv.Patience, sc.started)
+	testenv.WaitFor(t, "the start line", sc.started)
 	mode := "tc"
 	if testenv.HasTCX() {
 		mode = "tcx"
@@ -134,14 +134,14 @@ func TestLogLevelAndFormat(t *testing.T) {
 	sc.stop(t, syscall.SIGTERM)
 
 	own := startSidecar(t, []string{"OTEL_METRICS_EXPORTER=none", "GOGC=80"}, "--interfaces", p.Local)
-	testenv.Eventually(testenv.Patience, own.started)
+	testenv.WaitFor(t, "the start line with GOGC=80", own.started)
 	own.stop(t, syscall.SIGTERM)
 	if !strings.Contains(own.stderr.String(), "gogc=80") {
 		t.Errorf("with GOGC=80, the start line says:\n%s", own.stderr.String())
 	}
 
 	quiet := startSidecar(t, []string{"OTEL_METRICS_EXPORTER=none", "OTEL_LOG_LEVEL=error"}, "--interfaces", p.Local)
-	testenv.Eventually(testenv.Patience, func() bool { return len(testenv.Attachments(t, p.LocalIndex)) != 0 })
+	testenv.WaitFor(t, "the quiet sidecar attached", func() bool { return len(testenv.Attachments(t, p.LocalIndex)) != 0 })
 	if code := quiet.stop(t, syscall.SIGTERM); code != 0 || quiet.stderr.String() != "" {
 		t.Errorf("at level error: exit %d, stderr:\n%s", code, quiet.stderr.String())
 	}
