@@ -7,8 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -352,21 +350,6 @@ func TestDashboardQueriesReturnSeries(t *testing.T) {
 
 // promSeries runs an instant query and returns how many series it gave.
 func promSeries(addr, query string) (int, error) {
-	resp, err := http.Get("http://" + addr + "/api/v1/query?query=" + url.QueryEscape(query))
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	var out struct {
-		Status string
-		Error  string
-		Data   struct{ Result []json.RawMessage }
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
-		return 0, err
-	}
-	if out.Status != "success" {
-		return 0, fmt.Errorf("%s", out.Error)
-	}
-	return len(out.Data.Result), nil
+	vec, err := testenv.PromQuery(addr, query, time.Time{})
+	return len(vec), err
 }

@@ -1,12 +1,8 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
-	"net/http"
-	"net/url"
 	"sort"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -20,46 +16,21 @@ type promSample struct {
 	value  float64
 }
 
-// query runs an instant query (at now when at is zero) against a
-// Prometheus HTTP API (Prometheus' or VictoriaMetrics') and returns the
-// vector.
+// promQuery runs an instant query (at now when at is zero) against a
+// Prometheus HTTP API (Prometheus' or VictoriaMetrics') with client_golang's
+// client, and returns the vector.
 func promQuery(addr, q string, at time.Time) ([]promSample, error) {
-	v := url.Values{"query": {q}}
-	if !at.IsZero() {
-		v.Set("time", strconv.FormatFloat(float64(at.UnixMilli())/1000, 'f', 3, 64))
-	}
-	resp, err := http.Get("http://" + addr + "/api/v1/query?" + v.Encode())
+	vec, err := testenv.PromQuery(addr, q, at)
 	if err != nil {
 		return nil, err
 	}
-	defer resp.Body.Close()
-	var out struct {
-		Status, Error string
-		Data          struct {
-			ResultType string
-			Result     []struct {
-				Metric map[string]string
-				Value  [2]any
-			}
+	r := make([]promSample, 0, len(vec))
+	for _, e := range vec {
+		labels := make(map[string]string, len(e.Metric))
+		for k, v := range e.Metric {
+			labels[string(k)] = string(v)
 		}
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
-		return nil, err
-	}
-	if out.Status != "success" {
-		return nil, fmt.Errorf("%s: %s", q, out.Error)
-	}
-	if out.Data.ResultType != "vector" {
-		return nil, fmt.Errorf("%s: a %s, not a vector", q, out.Data.ResultType)
-	}
-	var r []promSample
-	for _, e := range out.Data.Result {
-		s, _ := e.Value[1].(string)
-		f, err := strconv.ParseFloat(s, 64)
-		if err != nil {
-			return nil, fmt.Errorf("%s: value %v: %w", q, e.Value[1], err)
-		}
-		r = append(r, promSample{e.Metric, f})
+		r = append(r, promSample{labels, float64(e.Value)})
 	}
 	return r, nil
 }
@@ -101,30 +72,30 @@ func showSamples(r []promSample) string {
 	return b.String()
 }
 
-// promAlert is one of /api/v1/alerts' alerts.
+// promAlert is one of the server's alerts.
 type promAlert struct {
 	Labels, Annotations map[string]string
 	State               string
 }
 
-// alerts returns the alerts a Prometheus server has, pending and firing.
+// promAlerts returns the alerts a Prometheus server has, pending and firing.
 func promAlerts(addr string) ([]promAlert, error) {
-	resp, err := http.Get("http://" + addr + "/api/v1/alerts")
+	all, err := testenv.PromAlerts(addr)
 	if err != nil {
 		return nil, err
 	}
-	defer resp.Body.Close()
-	var out struct {
-		Status string
-		Data   struct{ Alerts []promAlert }
+	out := make([]promAlert, 0, len(all))
+	for _, a := range all {
+		pa := promAlert{Labels: map[string]string{}, Annotations: map[string]string{}, State: string(a.State)}
+		for k, v := range a.Labels {
+			pa.Labels[string(k)] = string(v)
+		}
+		for k, v := range a.Annotations {
+			pa.Annotations[string(k)] = string(v)
+		}
+		out = append(out, pa)
 	}
-	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
-		return nil, err
-	}
-	if out.Status != "success" {
-		return nil, fmt.Errorf("/api/v1/alerts: status %s", out.Status)
-	}
-	return out.Data.Alerts, nil
+	return out, nil
 }
 
 // waitFiring waits until the only EbpfnetAttachErrors alert is firing, for
@@ -150,16 +121,12 @@ func waitFiring(t *testing.T, addr string) promAlert {
 	return mine[0]
 }
 
-// labelValues returns label's values in the series matching match, or nil.
+// promLabelValues returns label's values in the series matching match, or
+// nil.
 func promLabelValues(addr, label, match string) []string {
-	resp, err := http.Get("http://" + addr + "/api/v1/label/" + label + "/values?" + url.Values{"match[]": {match}}.Encode())
+	vs, err := testenv.PromLabelValues(addr, label, match)
 	if err != nil {
 		return nil
 	}
-	defer resp.Body.Close()
-	var out struct{ Data []string }
-	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
-		return nil
-	}
-	return out.Data
+	return vs
 }
