@@ -1,14 +1,11 @@
 package receiver
 
 import (
-	"encoding/json"
 	"fmt"
 	"net/http"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -139,36 +136,20 @@ func startIn(t *testing.T, ns netns.NsHandle, env []string, name string, args ..
 	return p
 }
 
-// promQuery runs an instant PromQL query against Prometheus' HTTP API.
+// promQuery runs an instant PromQL query against Prometheus' HTTP API
+// (client_golang's client).
 func promQuery(addr, query string) ([]promSample, error) {
-	resp, err := http.Get("http://" + addr + "/api/v1/query?query=" + url.QueryEscape(query))
+	vec, err := testenv.PromQuery(addr, query, time.Time{})
 	if err != nil {
 		return nil, err
 	}
-	defer resp.Body.Close()
-	var out struct {
-		Status string
-		Data   struct {
-			Result []struct {
-				Metric map[string]string
-				Value  [2]any
-			}
+	samples := make([]promSample, 0, len(vec))
+	for _, e := range vec {
+		labels := make(map[string]string, len(e.Metric))
+		for k, v := range e.Metric {
+			labels[string(k)] = string(v)
 		}
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
-		return nil, err
-	}
-	if out.Status != "success" {
-		return nil, fmt.Errorf("query %s: status %s", query, out.Status)
-	}
-	var samples []promSample
-	for _, r := range out.Data.Result {
-		s, _ := r.Value[1].(string)
-		v, err := strconv.ParseFloat(s, 64)
-		if err != nil {
-			return nil, err
-		}
-		samples = append(samples, promSample{r.Metric, int64(v)})
+		samples = append(samples, promSample{labels, int64(e.Value)})
 	}
 	return samples, nil
 }
@@ -218,7 +199,8 @@ func TestManyHostsOneGateway(t *testing.T) {
 	}
 
 	// The gateway and the agent on one host, each with its example's ports.
-	gateway := start(t, nil, bin, "--config", filepath.Join(repoRoot, "examples", "otelcol", "gateway.yaml"))
+	// With its opt-in Prometheus endpoint (:8890), which Prometheus scrapes.
+	gateway := start(t, []string{gatewayWithPrometheus}, bin, "--config", filepath.Join(repoRoot, "examples", "otelcol", "gateway.yaml"))
 	testenv.WaitFor(t, "the gateway's health check", func() bool {
 		resp, err := http.Get("http://127.0.0.1:13134/")
 		if err == nil {

@@ -247,12 +247,29 @@ func describe(md pmetric.Metrics) string {
 	return strings.Join(lines, "\n")
 }
 
-// The example gateway configuration is valid for the custom Collector.
+// gatewayWithPrometheus turns on the example gateway's Prometheus
+// endpoint (:8890), which is off by default.
+const gatewayWithPrometheus = "GATEWAY_EXPORTERS=[prometheus, otlp_http]"
+
+// The example gateway configuration is valid for the custom Collector, as
+// shipped (OTLP only) and with its Prometheus exporter turned on; a
+// misspelt exporter in GATEWAY_EXPORTERS fails, naming it.
 func TestGatewayExampleIsValid(t *testing.T) {
 	testenv.Privileged(t)
-	out, err := exec.Command(otelcol(t), "validate", "--config", filepath.Join(repoRoot, "examples", "otelcol", "gateway.yaml")).CombinedOutput()
-	if err != nil {
-		t.Errorf("validate gateway.yaml: %v\n%s", err, out)
+	bin := otelcol(t)
+	validate := func(env ...string) ([]byte, error) {
+		cmd := exec.Command(bin, "validate", "--config", filepath.Join(repoRoot, "examples", "otelcol", "gateway.yaml"))
+		cmd.Env = append([]string{"PATH=" + os.Getenv("PATH")}, env...)
+		return cmd.CombinedOutput()
+	}
+	for _, env := range [][]string{nil, {gatewayWithPrometheus}} {
+		if out, err := validate(env...); err != nil {
+			t.Errorf("validate gateway.yaml with %q: %v\n%s", env, err, out)
+		}
+	}
+	out, err := validate("GATEWAY_EXPORTERS=[prometheus, otlp_htp]")
+	if err == nil || !strings.Contains(string(out), `"otlp_htp"`) {
+		t.Errorf("validate gateway.yaml with a misspelt exporter: %v; want an error naming otlp_htp\n%s", err, out)
 	}
 }
 

@@ -29,7 +29,8 @@ func TestPodsThroughTheGateway(t *testing.T) {
 	h := cri.Start(t)
 	a, b := h.RunPod(t, "shop", "cart"), h.RunPod(t, "db", "pg")
 
-	gateway := start(t, nil, bin, "--config", filepath.Join(repoRoot, "examples", "otelcol", "gateway.yaml"))
+	// With its opt-in Prometheus endpoint (:8890), which Prometheus scrapes.
+	gateway := start(t, []string{gatewayWithPrometheus}, bin, "--config", filepath.Join(repoRoot, "examples", "otelcol", "gateway.yaml"))
 	testenv.WaitFor(t, "the gateway's health check", func() bool {
 		resp, err := http.Get("http://127.0.0.1:13134/")
 		if err == nil {

@@ -191,6 +191,32 @@ func TestHelmChart(t *testing.T) {
 		r := renderChart(t, "ebpfnet", "ebpfnet", "mode: collector")
 		checkSameObjects(t, r, "otelcol-agent.yaml", "seccomp-profile.yaml", "gateway.yaml")
 	})
+	// gateway.prometheus.enabled is what gateway.yaml's comments say to
+	// do for the Prometheus endpoint: GATEWAY_EXPORTERS set to
+	// [prometheus, otlp_http] and the two metrics ports uncommented.
+	t.Run("gateway prometheus is the example's opt-in", func(t *testing.T) {
+		body, err := os.ReadFile(filepath.Join(manifestDir, "gateway.yaml"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		on := string(body)
+		for _, edit := range [][2]string{
+			{`value: "[otlp_http]"`, `value: "[prometheus, otlp_http]"`},
+			{"# - {name: metrics, containerPort: 8890,", "- {name: metrics, containerPort: 8890,"},
+			{"# - {name: metrics, port: 8890,", "- {name: metrics, port: 8890,"},
+		} {
+			if n := strings.Count(on, edit[0]); n != 1 {
+				t.Fatalf("examples/kubernetes/gateway.yaml has %q %d times, want once", edit[0], n)
+			}
+			on = strings.Replace(on, edit[0], edit[1], 1)
+		}
+		f := filepath.Join(t.TempDir(), "gateway.yaml")
+		if err := os.WriteFile(f, []byte(on), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		r := renderChart(t, "ebpfnet", "ebpfnet", "gateway: {prometheus: {enabled: true}}")
+		checkSameObjects(t, r, "ebpfnet-daemonset.yaml", "seccomp-profile.yaml", f)
+	})
 
 	type variant struct {
 		name, release, namespace, values string
@@ -202,7 +228,18 @@ func TestHelmChart(t *testing.T) {
 	variants := []variant{
 		{name: "default", check: func(t *testing.T, r rendered) {
 			checkPinPath(t, find[appsv1.DaemonSet](t, r.ms, "DaemonSet", "ebpfnet"), "/sys/fs/bpf/ebpfnet")
+			checkGatewayPrometheus(t, r, "ebpfnet-gateway", false)
 		}},
+		// The gateway's Prometheus endpoint, opt-in: the exporter in the
+		// pipeline and its port on the pod and the Service.
+		{name: "gateway prometheus", values: "gateway: {prometheus: {enabled: true}}",
+			check: func(t *testing.T, r rendered) {
+				checkGatewayPrometheus(t, r, "ebpfnet-gateway", true)
+			}},
+		{name: "collector gateway prometheus", release: "net", values: "mode: collector\ngateway: {prometheus: {enabled: true}}",
+			check: func(t *testing.T, r rendered) {
+				checkGatewayPrometheus(t, r, "net-ebpfnet-gateway", true)
+			}},
 		{name: "sidecar", values: "mode: sidecar\nattach: tcx\ninterfaces: {include: ['eth*', 'ens*', '/^veth[0-9a-f]+$/'], exclude: [lo, 'docker*']}\npinPath: /sys/fs/bpf/ebpfnet/node",
 			check: func(t *testing.T, r rendered) {
 				ds := find[appsv1.DaemonSet](t, r.ms, "DaemonSet", "ebpfnet")
@@ -365,19 +402,21 @@ func TestHelmChart(t *testing.T) {
 	// endpoint.
 	t.Run("refuses", func(t *testing.T) {
 		for values, want := range map[string]string{
-			"mode: daemonset":                  "mode",
-			"attach: bpf":                      "attach",
-			"tolerationz: []":                  "tolerationz",
-			"sidecar: {imag: {}}":              "imag",
-			"pinPath: /var/run/ebpfnet":        "pinPath",
-			"pinPath: /sys/fs/bpf":             "pinPath",
-			"exporter: {metricsExporter: [x]}": "metricsExporter",
-			"pods: {enabld: false}":            "enabld",
-			"pods: {enabled: 'no'}":            "enabled",
-			"pods: {netnsDir: run/netns}":      "netnsDir",
-			"pods: {netnsDir: /run/netns/}":    "netnsDir",
-			"pods: {cniCacheDir: /var/../etc}": "cniCacheDir",
-			"pods: {cniCacheDir: ''}":          "cniCacheDir",
+			"mode: daemonset":                         "mode",
+			"attach: bpf":                             "attach",
+			"tolerationz: []":                         "tolerationz",
+			"sidecar: {imag: {}}":                     "imag",
+			"pinPath: /var/run/ebpfnet":               "pinPath",
+			"pinPath: /sys/fs/bpf":                    "pinPath",
+			"exporter: {metricsExporter: [x]}":        "metricsExporter",
+			"pods: {enabld: false}":                   "enabld",
+			"pods: {enabled: 'no'}":                   "enabled",
+			"pods: {netnsDir: run/netns}":             "netnsDir",
+			"pods: {netnsDir: /run/netns/}":           "netnsDir",
+			"pods: {cniCacheDir: /var/../etc}":        "cniCacheDir",
+			"pods: {cniCacheDir: ''}":                 "cniCacheDir",
+			"gateway: {prometheus: {enabld: true}}":   "enabld",
+			"gateway: {prometheus: {enabled: 'yes'}}": "enabled",
 		} {
 			if _, err := helmTemplate(t, "ebpfnet", "ebpfnet", parseValues(t, values)); err == nil || !strings.Contains(err.Error(), want) {
 				t.Errorf("values %q: %v; want an error about %s", values, err, want)
@@ -482,6 +521,31 @@ func checkRendered(t *testing.T, r rendered, pods podsDirs) {
 	checkBinariesAccept(t, r.ms, sidecars, collectors)
 }
 
+// checkGatewayPrometheus checks the gateway's exporters: OTLP alone
+// (GATEWAY_EXPORTERS [otlp_http], no port 8890), or with Prometheus too
+// ([prometheus, otlp_http], port 8890 on the pod and the Service).
+func checkGatewayPrometheus(t *testing.T, r rendered, name string, on bool) {
+	t.Helper()
+	gw := find[appsv1.Deployment](t, r.ms, "Deployment", name)
+	c := container(t, gw.Spec.Template.Spec, "otelcol")
+	want := "[otlp_http]"
+	if on {
+		want = "[prometheus, otlp_http]"
+	}
+	if got := envOf(t, c, nil)["GATEWAY_EXPORTERS"]; got != want {
+		t.Errorf("Deployment %s: GATEWAY_EXPORTERS %q, want %q", name, got, want)
+	}
+	podPort := slices.ContainsFunc(c.Ports, func(p corev1.ContainerPort) bool { return p.Name == "metrics" && p.ContainerPort == 8890 })
+	if podPort != on || slices.ContainsFunc(c.Ports, func(p corev1.ContainerPort) bool { return p.ContainerPort == 8890 && p.Name != "metrics" }) {
+		t.Errorf("Deployment %s: Prometheus %v, yet ports %+v", name, on, c.Ports)
+	}
+	svc := find[corev1.Service](t, r.ms, "Service", name)
+	svcPort := slices.ContainsFunc(svc.Spec.Ports, func(p corev1.ServicePort) bool { return p.Port == 8890 && p.TargetPort.StrVal == "metrics" })
+	if svcPort != on || slices.ContainsFunc(svc.Spec.Ports, func(p corev1.ServicePort) bool { return p.Port == 8890 && p.TargetPort.StrVal != "metrics" }) {
+		t.Errorf("Service %s: Prometheus %v, yet ports %+v", name, on, svc.Spec.Ports)
+	}
+}
+
 func volumeNamed(t *testing.T, spec corev1.PodSpec, name string) corev1.Volume {
 	t.Helper()
 	return volume(t, spec, corev1.VolumeMount{Name: name})
@@ -496,12 +560,16 @@ func checkArgs(t *testing.T, c corev1.Container, want ...string) {
 }
 
 // checkSameObjects checks that the rendering has exactly the objects of
-// the example files, each equal to the example's once decoded.
+// the example files (under examples/kubernetes, or absolute paths), each
+// equal to the example's once decoded.
 func checkSameObjects(t *testing.T, r rendered, examples ...string) {
 	t.Helper()
 	var files []string
 	for _, e := range examples {
-		files = append(files, filepath.Join(manifestDir, e))
+		if !filepath.IsAbs(e) {
+			e = filepath.Join(manifestDir, e)
+		}
+		files = append(files, e)
 	}
 	want, err := decodeManifests(files)
 	if err != nil {

@@ -26,11 +26,11 @@ const (
 // gatewayRun is one gateway process fed by one fleet, grown step by step.
 type gatewayRun struct {
 	name       string
-	split      string   // fleetgen -split: "all" or "none"
-	memLimit   int      // MEMORY_LIMIT_MIB
-	spikeLimit int      // MEMORY_SPIKE_LIMIT_MIB
-	sizes      []int    // agents at each step
-	args       []string // added to the Collector's command line
+	split      string // fleetgen -split: "all" or "none"
+	memLimit   int    // MEMORY_LIMIT_MIB
+	spikeLimit int    // MEMORY_SPIKE_LIMIT_MIB
+	sizes      []int  // agents at each step
+	prometheus bool   // its Prometheus exporter on (GATEWAY_EXPORTERS)
 }
 
 type gatewayRow struct {
@@ -82,11 +82,10 @@ func benchGateway() (string, error) {
 	}
 
 	runs := []*gatewayRun{
-		{name: "as shipped (memory_limiter 400 MiB, the Deployment's)", split: "all", memLimit: 400, spikeLimit: 100, sizes: []int{10, 25}},
-		{name: "memory_limiter raised to 8 GiB", split: "all", memLimit: 8192, spikeLimit: 1024, sizes: []int{25, 50, 100}},
-		{name: "memory_limiter 8 GiB, agents with split_by: []", split: "none", memLimit: 8192, spikeLimit: 1024, sizes: []int{200}},
-		{name: "without its Prometheus exporter (memory_limiter 400 MiB)", split: "all", memLimit: 400, spikeLimit: 100, sizes: []int{50, 100, 200},
-			args: []string{"--config=yaml:service::pipelines::metrics::exporters: [otlp_http]"}},
+		{name: "as shipped (OTLP only, memory_limiter 400 MiB, the Deployment's)", split: "all", memLimit: 400, spikeLimit: 100, sizes: []int{50, 100, 200}},
+		{name: "with its Prometheus exporter (memory_limiter 400 MiB)", split: "all", memLimit: 400, spikeLimit: 100, sizes: []int{10, 25}, prometheus: true},
+		{name: "with its Prometheus exporter, memory_limiter raised to 8 GiB", split: "all", memLimit: 8192, spikeLimit: 1024, sizes: []int{25, 50, 100}, prometheus: true},
+		{name: "with its Prometheus exporter, memory_limiter 8 GiB, agents with split_by: []", split: "none", memLimit: 8192, spikeLimit: 1024, sizes: []int{200}, prometheus: true},
 	}
 	var rows []gatewayRow
 	start := time.Now()
@@ -115,7 +114,7 @@ func (r *gatewayRun) measure(collector, config, gen, dir string) ([]gatewayRow, 
 	defer logFile.Close()
 	// At nice -10, so that whatever else runs on the machine takes little
 	// of the gateway's CPU (the column "others on its CPU" says how much).
-	gw := exec.Command("nice", append([]string{"-n", "-10", "taskset", "-c", "0", collector, "--config", config}, r.args...)...)
+	gw := exec.Command("nice", "-n", "-10", "taskset", "-c", "0", collector, "--config", config)
 	gw.Env = append(os.Environ(),
 		"OTLP_LISTEN=127.0.0.1:"+otlp,
 		"OTLP_HTTP_LISTEN=127.0.0.1:"+otlpHTTP,
@@ -126,6 +125,9 @@ func (r *gatewayRun) measure(collector, config, gen, dir string) ([]gatewayRow, 
 		fmt.Sprintf("MEMORY_LIMIT_MIB=%d", r.memLimit),
 		fmt.Sprintf("MEMORY_SPIKE_LIMIT_MIB=%d", r.spikeLimit),
 	)
+	if r.prometheus {
+		gw.Env = append(gw.Env, "GATEWAY_EXPORTERS=[prometheus, otlp_http]")
+	}
 	gw.Stdout, gw.Stderr = logFile, logFile
 	if err := gw.Start(); err != nil {
 		return nil, err

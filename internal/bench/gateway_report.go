@@ -61,10 +61,10 @@ func mbPerAgent(rows []gatewayRow, run *gatewayRun) float64 {
 }
 
 func gatewayReport(rows []gatewayRow, runs []*gatewayRun, took time.Duration) string {
-	shipped, raised, flat, otlpOnly := runs[0], runs[1], runs[2], runs[3]
+	shipped, prom, raised, flat := runs[0], runs[1], runs[2], runs[3]
 	var b strings.Builder
-	fmt.Fprintf(&b, "The custom Collector (bin/otelcol-ebpfnet) running examples/otelcol/gateway.yaml as shipped (memory_limiter, groupbyattrs, batch; "+
-		"Prometheus and OTLP/HTTP exporters), pinned to one CPU (taskset -c 0, so GOMAXPROCS=1), with only its variables set: listening on loopback, "+
+	fmt.Fprintf(&b, "The custom Collector (bin/otelcol-ebpfnet) running examples/otelcol/gateway.yaml (memory_limiter, groupbyattrs, batch; "+
+		"the OTLP/HTTP exporter as shipped, with its Prometheus exporter too where the row says so: GATEWAY_EXPORTERS='[prometheus, otlp_http]'), pinned to one CPU (taskset -c 0, so GOMAXPROCS=1), with only its variables set: listening on loopback, "+
 		"its Prometheus exporter unscraped, its OTLP/HTTP backend a sink that discards. "+
 		"The fleet (internal/bench/fleetgen, pinned to the other CPU) is that many simulated sidecars, each an OTel Go SDK MeterProvider of its own "+
 		"(its own host.name and service.instance.id) with ebpfnet's own callback (metrics.Register) over a synthetic snapshot of %d interfaces "+
@@ -84,10 +84,11 @@ func gatewayReport(rows []gatewayRow, runs []*gatewayRun, took time.Duration) st
 			r.run.name, r.agents, r.pointsPerAgent, r.offered, r.accepted, r.exported, r.cpu, r.rss, refused, r.queue, r.others, r.genCPU)
 	}
 
-	// Where the shipped gateway stopped keeping up.
+	// Where the gateway with its Prometheus exporter and the Deployment's
+	// memory_limiter stopped keeping up.
 	kept, failedAt := 0, 0
 	for _, r := range rows {
-		if r.run != shipped {
+		if r.run != prom {
 			continue
 		}
 		if r.saturated() {
@@ -98,9 +99,13 @@ func gatewayReport(rows []gatewayRow, runs []*gatewayRun, took time.Duration) st
 			kept = r.agents
 		}
 	}
+	shippedFailed := false
+	for _, r := range rows {
+		shippedFailed = shippedFailed || (r.run == shipped && r.saturated())
+	}
+	otlpCap, otlpMeasured := capacity(rows, shipped)
 	cpuCap, cpuMeasured := capacity(rows, raised)
 	flatCap, _ := capacity(rows, flat)
-	otlpCap, otlpMeasured := capacity(rows, otlpOnly)
 	how := func(measured bool) string {
 		if measured {
 			return "measured at saturation"
@@ -108,25 +113,24 @@ func gatewayReport(rows []gatewayRow, runs []*gatewayRun, took time.Duration) st
 		return "its largest fleet's CPU scaled to a whole core"
 	}
 	perAgent := float64(gatewayInterfaces*48+6) / gatewayInterval.Seconds()
-	met := failedAt == 0 && cpuCap >= 100
 	verdict := "not met"
-	if met {
+	if !shippedFailed && otlpCap >= 100 {
 		verdict = "met"
 	}
-	fmt.Fprintf(&b, "\n**Target: one gateway core carries at least 100 agents of 100 interfaces at a 10 s interval — %s as shipped.** ", verdict)
+	fmt.Fprintf(&b, "\n**Target: one gateway core carries at least 100 agents of 100 interfaces at a 10 s interval — %s as shipped** "+
+		"(OTLP only): one core carries about %.0f agents (%s) in flat memory. ", verdict, otlpCap, how(otlpMeasured))
+	b.WriteString("With its Prometheus exporter turned on, it is not: ")
 	if failedAt > 0 {
-		fmt.Fprintf(&b, "With the Deployment's memory_limiter (400 MiB) it kept up with %d agents and refused data from %d on: its Prometheus exporter keeps every series it has seen (%.0f an agent) in memory for 5 minutes, ", kept, failedAt, perAgent*gatewayInterval.Seconds())
-		b.WriteString("so once the heap passes the limit it refuses nearly everything until series expire. ")
+		fmt.Fprintf(&b, "with the Deployment's memory_limiter (400 MiB) it kept up with %d agents and refused data from %d on, as the exporter keeps every series it has seen (%.0f an agent) in memory for 5 minutes; ", kept, failedAt, perAgent*gatewayInterval.Seconds())
 	}
-	fmt.Fprintf(&b, "With the memory_limiter raised out of the way, CPU caps one core at about %.0f agents (%.0f points/s; %s), "+
-		"and memory grows by about %.0f MB an agent. Without the Prometheus exporter (the same file with `exporters: [otlp_http]`), "+
-		"one core carries about %.0f agents (%s) in flat memory.\n\n",
-		cpuCap, cpuCap*perAgent, how(cpuMeasured), mbPerAgent(rows, raised), otlpCap, how(otlpMeasured))
+	fmt.Fprintf(&b, "with the memory_limiter raised out of the way, CPU caps one core at about %.0f agents (%.0f points/s; %s), "+
+		"and memory grows by about %.0f MB an agent.\n\n",
+		cpuCap, cpuCap*perAgent, how(cpuMeasured), mbPerAgent(rows, raised))
 	fmt.Fprintf(&b, "**Sizing rule** (agents of 100 interfaces, every class, a 10 s interval: %.0f points/s each): "+
-		"with the Prometheus exporter, %.0f agents a gateway core and about %.0f MB of memory an agent (memory_limiter and container limit to match); "+
-		"with the OTLP exporter alone, %.0f agents a core. Agents with split_by: [] (8 points an interface): about %.0f a core with the Prometheus exporter "+
+		"as shipped (OTLP only), %.0f agents a gateway core in flat memory; with the Prometheus exporter, %.0f agents a core and about %.0f MB of memory an agent "+
+		"(memory_limiter and container limit to match). Agents with split_by: [] (8 points an interface): about %.0f a core even with the Prometheus exporter "+
 		"(its CPU at 200 agents scaled). Plan replicas at 70%% of these (the HorizontalPodAutoscaler's target).\n\n",
-		perAgent, cpuCap, mbPerAgent(rows, raised), otlpCap, flatCap)
+		perAgent, otlpCap, cpuCap, mbPerAgent(rows, raised), flatCap)
 	b.WriteString(gatewayBalancing)
 	return b.String()
 }
@@ -141,6 +145,6 @@ const gatewayBalancing = "**Spreading agents over replicas.** An agent's OTLP/gR
 	"The loadbalancing exporter (contrib; not in this build, and of development stability for metrics) applies only where the agent is a Collector: " +
 	"it routes each batch by a key (routing_key: resource keeps each agent's series on one gateway) over a consistent-hash ring of the replicas, " +
 	"which its dns (headless Service) or k8s resolver keeps current, so a new replica takes its share at once. For the sidecar, what spreads agents " +
-	"is ending connections: the gateway's OTLP receiver can set keepalive.server_parameters.max_connection_age (say 10m, with max_connection_age_grace 30s), " +
-	"after which each agent reconnects through the Service to a replica picked anew. That moves an agent's series between replicas, which a backend fed by OTLP takes in its stride, " +
-	"but the gateways' own Prometheus endpoints would then serve a moved agent's series from two replicas until the old one's expire (5 minutes).\n"
+	"is ending connections: the shipped gateway's OTLP receiver sets keepalive.server_parameters.max_connection_age (10m, with max_connection_age_grace 30s), " +
+	"after which each agent reconnects through the Service to a replica picked anew (from the components' documented behaviour; no cluster here to measure it). That moves an agent's series between replicas, which a backend fed by OTLP takes in its stride, " +
+	"but the gateways' own Prometheus endpoints, where turned on, would then serve a moved agent's series from two replicas until the old one's expire (5 minutes).\n"
