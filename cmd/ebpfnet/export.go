@@ -70,10 +70,10 @@ func (s *settings) newReaders(ctx context.Context, stdout io.Writer, starts *met
 			continue
 		case name == "otlp" && s.env.protocol == "http/protobuf":
 			exp, err = otlpmetrichttp.New(ctx)
-			exp = splitExporter{Exporter: exp, max: maxPointsPerExport}
+			exp = metrics.SplitExporter{Exporter: exp, Max: metrics.MaxPointsPerExport}
 		case name == "otlp":
 			exp, err = otlpmetricgrpc.New(ctx)
-			exp = splitExporter{Exporter: exp, max: maxPointsPerExport}
+			exp = metrics.SplitExporter{Exporter: exp, Max: metrics.MaxPointsPerExport}
 		case name == "console":
 			exp, err = stdoutmetric.New()
 		}

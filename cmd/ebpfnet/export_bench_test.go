@@ -45,7 +45,7 @@ func BenchmarkCollectAndExport(b *testing.B) {
 		b.Fatal(err)
 	}
 	starts := metrics.NewStartTimes()
-	exp := starts.Exporter(splitExporter{Exporter: grpcExp, max: maxPointsPerExport})
+	exp := starts.Exporter(metrics.SplitExporter{Exporter: grpcExp, Max: metrics.MaxPointsPerExport})
 	reader := sdkmetric.NewManualReader()
 	sel := metrics.NewSelection(config.Default())
 	provider := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader), sdkmetric.WithCardinalityLimit(metrics.CardinalityLimit(1024, sel)))

@@ -11,6 +11,8 @@ import (
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	"go.opentelemetry.io/otel/sdk/resource"
+
+	"github.com/ebpfnet/ebpfnet/internal/metrics"
 )
 
 // recorder keeps what each Export call got, as "scope/metric/point" rows,
@@ -87,7 +89,7 @@ func TestSplitExporter(t *testing.T) {
 	}
 
 	r := &recorder{}
-	if err := (splitExporter{Exporter: r, max: 10}).Export(context.Background(), rm); err != nil {
+	if err := (metrics.SplitExporter{Exporter: r, Max: 10}).Export(context.Background(), rm); err != nil {
 		t.Fatal(err)
 	}
 	var got []string
@@ -102,12 +104,12 @@ func TestSplitExporter(t *testing.T) {
 	}
 
 	r = &recorder{failAt: 2}
-	if err := (splitExporter{Exporter: r, max: 10}).Export(context.Background(), rm); err == nil || len(r.calls) != 2 {
+	if err := (metrics.SplitExporter{Exporter: r, Max: 10}).Export(context.Background(), rm); err == nil || len(r.calls) != 2 {
 		t.Errorf("a failed request: %v after %d requests; want its error, and no more requests", err, len(r.calls))
 	}
 
 	r = &recorder{}
-	if err := (splitExporter{Exporter: r, max: 34}).Export(context.Background(), rm); err != nil || len(r.calls) != 1 {
+	if err := (metrics.SplitExporter{Exporter: r, Max: 34}).Export(context.Background(), rm); err != nil || len(r.calls) != 1 {
 		t.Errorf("34 points under a limit of 34: %v, %d requests", err, len(r.calls))
 	}
 }

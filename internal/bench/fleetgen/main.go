@@ -59,9 +59,6 @@ import (
 	"github.com/ebpfnet/ebpfnet/internal/version"
 )
 
-// maxPointsPerExport is the sidecar's (cmd/ebpfnet/split.go).
-const maxPointsPerExport = 2048
-
 // stats are the fleet's totals since start.
 type stats struct {
 	Agents       int   `json:"agents"`
@@ -204,7 +201,7 @@ func (f *fleet) agent(k int) (*sdkmetric.MeterProvider, error) {
 		return nil, err
 	}
 	starts := metrics.NewStartTimes()
-	exp := starts.Exporter(counting{splitExporter{grpcExp}})
+	exp := starts.Exporter(counting{metrics.SplitExporter{Exporter: grpcExp, Max: metrics.MaxPointsPerExport}})
 	host := fmt.Sprintf("node-%04d", k)
 	res, err := resource.New(ctx,
 		resource.WithAttributes(semconv.ServiceName("ebpfnet"), semconv.HostName(host), semconv.OSTypeLinux,
@@ -269,7 +266,7 @@ func (c counting) Export(ctx context.Context, rm *metricdata.ResourceMetrics) er
 	n := int64(0)
 	for _, sm := range rm.ScopeMetrics {
 		for _, m := range sm.Metrics {
-			n += int64(pointsOf(m.Data))
+			n += int64(metrics.PointsOf(m.Data))
 		}
 	}
 	err := c.Exporter.Export(ctx, rm)
@@ -280,66 +277,4 @@ func (c counting) Export(ctx context.Context, rm *metricdata.ResourceMetrics) er
 		failedPoints.Add(n)
 	}
 	return err
-}
-
-// splitExporter sends a collection in requests of at most
-// maxPointsPerExport points, one after another, stopping at the first
-// error, as the sidecar's (cmd/ebpfnet/split.go, which is package main
-// there): only sums are ever split, which is all a collection this size
-// needs.
-type splitExporter struct{ sdkmetric.Exporter }
-
-func (e splitExporter) Export(ctx context.Context, rm *metricdata.ResourceMetrics) error {
-	part := metricdata.ResourceMetrics{Resource: rm.Resource}
-	n := 0
-	flush := func() error {
-		if n == 0 {
-			return nil
-		}
-		err := e.Exporter.Export(ctx, &part)
-		part.ScopeMetrics, n = nil, 0
-		return err
-	}
-	for _, sm := range rm.ScopeMetrics {
-		for _, m := range sm.Metrics {
-			rest := m.Data
-			for rest != nil {
-				if n == maxPointsPerExport {
-					if err := flush(); err != nil {
-						return err
-					}
-				}
-				head := rest
-				k := pointsOf(rest)
-				rest = nil
-				if sum, ok := head.(metricdata.Sum[int64]); ok && k > maxPointsPerExport-n {
-					k = maxPointsPerExport - n
-					h, r := sum, sum
-					h.DataPoints, r.DataPoints = sum.DataPoints[:k:k], sum.DataPoints[k:]
-					head, rest = h, r
-				}
-				if len(part.ScopeMetrics) == 0 || part.ScopeMetrics[len(part.ScopeMetrics)-1].Scope != sm.Scope {
-					part.ScopeMetrics = append(part.ScopeMetrics, metricdata.ScopeMetrics{Scope: sm.Scope})
-				}
-				last := &part.ScopeMetrics[len(part.ScopeMetrics)-1]
-				last.Metrics = append(last.Metrics, metricdata.Metrics{Name: m.Name, Description: m.Description, Unit: m.Unit, Data: head})
-				n += k
-			}
-		}
-	}
-	return flush()
-}
-
-func pointsOf(a metricdata.Aggregation) int {
-	switch a := a.(type) {
-	case metricdata.Sum[int64]:
-		return len(a.DataPoints)
-	case metricdata.Sum[float64]:
-		return len(a.DataPoints)
-	case metricdata.Gauge[int64]:
-		return len(a.DataPoints)
-	case metricdata.Gauge[float64]:
-		return len(a.DataPoints)
-	}
-	return 1
 }

@@ -1,6 +1,4 @@
-//go:build linux
-
-package main
+package metrics
 
 import (
 	"context"
@@ -9,30 +7,30 @@ import (
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 )
 
-// maxPointsPerExport bounds the data points of one OTLP request, so that a
+// MaxPointsPerExport bounds the data points of one OTLP request, so that a
 // node with many interfaces never sends more than a gRPC server takes by
 // default (4 MiB, the Collector's OTLP receiver included): every class on
 // 1000 interfaces is 48,000 points, several times that in one request.
 // Small requests also keep the exporter's transient memory small;
 // BENCHMARKS.md's footprint has what that saves.
-const maxPointsPerExport = 2048
+const MaxPointsPerExport = 2048
 
-// splitExporter exports a collection in requests of at most max data
+// SplitExporter exports a collection in requests of at most Max data
 // points, in order, one after another, and stops at the first error (the
 // next collection sends every cumulative point again).
-type splitExporter struct {
+type SplitExporter struct {
 	sdkmetric.Exporter
-	max int
+	Max int
 }
 
-func (e splitExporter) Export(ctx context.Context, rm *metricdata.ResourceMetrics) error {
+func (e SplitExporter) Export(ctx context.Context, rm *metricdata.ResourceMetrics) error {
 	total := 0
 	for _, sm := range rm.ScopeMetrics {
 		for _, m := range sm.Metrics {
-			total += pointsOf(m.Data)
+			total += PointsOf(m.Data)
 		}
 	}
-	if total <= e.max {
+	if total <= e.Max {
 		return e.Exporter.Export(ctx, rm)
 	}
 	part := metricdata.ResourceMetrics{Resource: rm.Resource}
@@ -48,14 +46,14 @@ func (e splitExporter) Export(ctx context.Context, rm *metricdata.ResourceMetric
 	for _, sm := range rm.ScopeMetrics {
 		for _, m := range sm.Metrics {
 			for rest := m.Data; rest != nil; {
-				if n == e.max {
+				if n == e.Max {
 					if err := flush(); err != nil {
 						return err
 					}
 				}
 				var head metricdata.Aggregation
 				var k int
-				head, rest, k = splitPoints(rest, e.max-n)
+				head, rest, k = splitPoints(rest, e.Max-n)
 				if len(part.ScopeMetrics) == 0 || part.ScopeMetrics[len(part.ScopeMetrics)-1].Scope != sm.Scope {
 					part.ScopeMetrics = append(part.ScopeMetrics, metricdata.ScopeMetrics{Scope: sm.Scope})
 				}
@@ -68,9 +66,9 @@ func (e splitExporter) Export(ctx context.Context, rm *metricdata.ResourceMetric
 	return flush()
 }
 
-// pointsOf is the number of data points of a, or 1 for a kind that is
+// PointsOf is the number of data points of a, or 1 for a kind that is
 // never split.
-func pointsOf(a metricdata.Aggregation) int {
+func PointsOf(a metricdata.Aggregation) int {
 	switch a := a.(type) {
 	case metricdata.Sum[int64]:
 		return len(a.DataPoints)
