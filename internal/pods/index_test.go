@@ -25,7 +25,7 @@ type result struct {
 // write writes a cache file as libcni 1.x writes it (kind cniCacheV1, the
 // config base64, the result in CNI 1.0.0's shape), like the ones containerd
 // left in the real pods' tests.
-func write(t *testing.T, dir string, r result) string {
+func write(t testing.TB, dir string, r result) string {
 	t.Helper()
 	var ifaces []map[string]string
 	for _, h := range r.hostIfs {
@@ -62,7 +62,7 @@ func containerOf(n int) string { return fmt.Sprintf("%064x", n) }
 
 // testIndex is an Index of dir whose kernel is a fake: netns paths have
 // the ids nsids says, and namespaces the interfaces peers says.
-func testIndex(t *testing.T, dir string, nsids map[string]int, peers map[int]map[string]int) *Index {
+func testIndex(t testing.TB, dir string, nsids map[string]int, peers map[int]map[string]int) *Index {
 	x := newIndex(dir, slog.New(slog.DiscardHandler))
 	x.nsidOf = func(path string) (int, error) {
 		if id, ok := nsids[path]; ok {
@@ -167,4 +167,39 @@ func TestChurn(t *testing.T) {
 	if len(x.atts) != 1 || len(x.pods) != 1 {
 		t.Errorf("the index keeps %d results and %d pods, want what is there now: 1 and 1", len(x.atts), len(x.pods))
 	}
+}
+
+// Whatever a cached result holds, reading and matching it never panics,
+// and a host veth is named only by a result that carries every kubelet
+// argument and whose sandbox is the veth's peer namespace.
+func FuzzMatching(f *testing.F) {
+	dir := f.TempDir()
+	for _, r := range []result{
+		{"kubenet", containerOf(1), "eth0", "/run/netns/cni-a", k8sArgs("shop", "cart", "3f5e-uid", containerOf(1)), []string{"cni0", "veth1a2b"}},
+		{"kubenet", containerOf(1), "eth0", "/run/netns/cni-a", k8sArgs("shop", "cart", "3f5e-uid", containerOf(1)), nil},
+		{"podman", containerOf(1), "eth0", "/run/netns/cni-a", [][2]string{{"K8S_POD_NAME", "web"}}, nil},
+	} {
+		b, err := os.ReadFile(filepath.Join(dir, "results", write(f, dir, r)))
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b, 4)
+		f.Add(b, 5)
+	}
+	f.Fuzz(func(t *testing.T, file []byte, nsid int) {
+		dir := t.TempDir()
+		if err := os.MkdirAll(filepath.Join(dir, "results"), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "results", "kubenet-"+containerOf(1)+"-eth0"), file, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		x := testIndex(t, dir, map[string]int{"/run/netns/cni-a": 4}, map[int]map[string]int{4: {"lo": 1, "eth0": 2}})
+		x.rescan()
+		x.SetLink(11, "veth1a2b", nsid, 2)
+		p := x.Pod(11)
+		if p != nil && (nsid != 4 || p.UID == "" || p.Name == "" || p.Namespace == "") {
+			t.Errorf("peer namespace %d named %+v from:\n%s", nsid, *p, file)
+		}
+	})
 }
