@@ -16,10 +16,9 @@ import (
 // PollInterval is how often the tcx and XDP links are asked whether they
 // are still attached. The kernel says nothing when someone detaches a link
 // (bpftool link detach), so a removed hook is put back within about this
-// long: inside the second the contract promises, with room for the restore.
-// Each question is a system call that takes the kernel's rtnl lock, so the
-// interval is also the cost: at 1000 interfaces (2000 links) a quarter
-// second made this loop the largest part of the sidecar's CPU (make bench,
+// long: inside the second promised, with room for the restore. Each
+// question is a system call that takes the kernel's rtnl lock, so the
+// interval is also a cost that grows with the links held (BENCHMARKS.md,
 // peers). tc filters are watched through the kernel's own notices instead.
 const PollInterval = 500 * time.Millisecond
 
