@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -97,5 +98,22 @@ func TestProtocolMismatchIsNamed(t *testing.T) {
 				t.Errorf("exit %d", code)
 			}
 		})
+	}
+}
+
+// Each way a protocol mismatch shows, as the exporters report it: the
+// kernel test above meets one of the last two by chance (whether the gRPC
+// server's SETTINGS frame arrives before or after the request is written).
+func TestProtocolHint(t *testing.T) {
+	for _, tc := range []struct{ err, want string }{
+		{`rpc error: code = Unavailable desc = connection error: desc = "error reading server preface: http2: frame too large"`, "answers HTTP/1"},
+		{`failed to upload metrics: Post "http://127.0.0.1:4317/v1/metrics": net/http: HTTP/1.x transport connection broken: malformed HTTP response "\x00\x00\x06\x04\x00\x00\x00\x00\x00\x00\x05\x00\x00@\x00"`, "answers gRPC"},
+		{`failed to upload metrics: Post "http://127.0.0.1:4317/v1/metrics": readLoopPeekFailLocked: %!w(<nil>)`, "answers gRPC"},
+		{`failed to upload metrics: Post "http://127.0.0.1:4318/v1/metrics": dial tcp 127.0.0.1:4318: connect: connection refused`, ""},
+	} {
+		got := protocolHint(errors.New(tc.err))
+		if tc.want == "" && got != "" || !strings.Contains(got, tc.want) {
+			t.Errorf("%s: hint %q, want one with %q", tc.err, got, tc.want)
+		}
 	}
 }

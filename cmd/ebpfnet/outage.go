@@ -94,7 +94,11 @@ func protocolHint(err error) string {
 	switch {
 	case strings.Contains(msg, "server preface") && strings.Contains(msg, "frame too large"):
 		return "the endpoint answers HTTP/1, not gRPC: is it an OTLP/HTTP port (4318)? Set OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf, or use the gRPC port (4317)"
-	case strings.Contains(msg, "malformed HTTP response") && strings.Contains(msg, `\x00\x00`):
+	case strings.Contains(msg, "malformed HTTP response") && strings.Contains(msg, `\x00\x00`),
+		// The server spoke before the request was written, as an HTTP/2
+		// server does (its SETTINGS frame) and an HTTP/1 one never does:
+		// net/http then closes the connection with this error.
+		strings.Contains(msg, "readLoopPeekFailLocked: %!w(<nil>)"):
 		return "the endpoint answers gRPC (HTTP/2), not OTLP/HTTP: is it an OTLP/gRPC port (4317)? Unset OTEL_EXPORTER_OTLP_PROTOCOL (grpc is the default), or use the HTTP port (4318)"
 	}
 	return ""
