@@ -145,6 +145,10 @@ func serve(ctx context.Context, s *settings, stdout io.Writer, log *slog.Logger)
 		return err
 	}
 	otel.SetErrorHandler(newOutageLogger(log, s.interval, s.env.timeout))
+	// What libraries write through the standard log package (net/http's
+	// "Unsolicited response received on idle HTTP channel") comes out in
+	// the sidecar's format and level, not as a stray line among JSON.
+	slog.SetDefault(log)
 	// The provider, and with it the reader, before anything slow: a reader
 	// that exported before being registered logged a false failure.
 	opts := []sdkmetric.Option{sdkmetric.WithResource(res),
