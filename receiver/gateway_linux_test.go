@@ -2,7 +2,6 @@ package receiver
 
 import (
 	"fmt"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -138,25 +137,8 @@ func startIn(t *testing.T, ns netns.NsHandle, env []string, name string, args ..
 
 // promQuery runs an instant PromQL query against Prometheus' HTTP API
 // (client_golang's client).
-func promQuery(addr, query string) ([]promSample, error) {
-	vec, err := testenv.PromQuery(addr, query, time.Time{})
-	if err != nil {
-		return nil, err
-	}
-	samples := make([]promSample, 0, len(vec))
-	for _, e := range vec {
-		labels := make(map[string]string, len(e.Metric))
-		for k, v := range e.Metric {
-			labels[string(k)] = string(v)
-		}
-		samples = append(samples, promSample{labels, int64(e.Value)})
-	}
-	return samples, nil
-}
-
-type promSample struct {
-	labels map[string]string
-	value  int64
+func promQuery(addr, query string) ([]testenv.PromSample, error) {
+	return testenv.PromQuery(addr, query, time.Time{})
 }
 
 // Many hosts, one gateway: three agents in three namespaces (the custom
@@ -200,14 +182,7 @@ func TestManyHostsOneGateway(t *testing.T) {
 
 	// The gateway and the agent on one host, each with its example's ports.
 	// With its opt-in Prometheus endpoint (:8890), which Prometheus scrapes.
-	gateway := start(t, []string{gatewayWithPrometheus}, bin, "--config", filepath.Join(repoRoot, "examples", "otelcol", "gateway.yaml"))
-	testenv.WaitFor(t, "the gateway's health check", func() bool {
-		resp, err := http.Get("http://127.0.0.1:13134/")
-		if err == nil {
-			resp.Body.Close()
-		}
-		return err == nil && resp.StatusCode == http.StatusOK
-	})
+	gateway := startGateway(t, bin)
 	agent := start(t, []string{"HOST_NAME=node1", "EBPFNET_INCLUDE=eth9", "EBPFNET_COLLECTION_INTERVAL=1s"},
 		bin, "--config", filepath.Join(repoRoot, "examples", "otelcol", "agent.yaml"))
 	grpcSidecar := startIn(t, nodes[1].ns, []string{"OTEL_RESOURCE_ATTRIBUTES=host.name=node2",
@@ -232,7 +207,7 @@ func TestManyHostsOneGateway(t *testing.T) {
 	// to it.
 	testenv.WaitFor(t, "Prometheus to see three agents", func() bool {
 		s, err := promQuery(promAddr, `sum(ebpfnet_interfaces_attached)`)
-		return err == nil && len(s) == 1 && s[0].value == 3
+		return err == nil && len(s) == 1 && s[0].Value == 3
 	})
 	for i, n := range nodes {
 		if err := n.in(func() error {
@@ -264,14 +239,14 @@ func TestManyHostsOneGateway(t *testing.T) {
 				return false
 			}
 			for _, s := range samples {
-				k := key{s.labels["host_name"], s.labels["network_io_direction"]}
-				if h, seen := instances[s.labels["instance"]]; seen && h != k.host {
-					last = fmt.Sprintf("instance %s carries hosts %s and %s", s.labels["instance"], h, k.host)
+				k := key{s.Labels["host_name"], s.Labels["network_io_direction"]}
+				if h, seen := instances[s.Labels["instance"]]; seen && h != k.host {
+					last = fmt.Sprintf("instance %s carries hosts %s and %s", s.Labels["instance"], h, k.host)
 					return false
 				}
-				instances[s.labels["instance"]] = k.host
+				instances[s.Labels["instance"]] = k.host
 				v := got[k]
-				v[m] += s.value
+				v[m] += int64(s.Value)
 				got[k] = v
 			}
 		}

@@ -251,6 +251,21 @@ func describe(md pmetric.Metrics) string {
 // endpoint (:8890), which is off by default.
 const gatewayWithPrometheus = "GATEWAY_EXPORTERS=[prometheus, otlp_http]"
 
+// startGateway runs the example gateway with its Prometheus endpoint on
+// (examples/otelcol/gateway.yaml's ports), and waits for its health check.
+func startGateway(t *testing.T, bin string) *process {
+	t.Helper()
+	gateway := start(t, []string{gatewayWithPrometheus}, bin, "--config", filepath.Join(repoRoot, "examples", "otelcol", "gateway.yaml"))
+	testenv.WaitFor(t, "the gateway's health check", func() bool {
+		resp, err := http.Get("http://127.0.0.1:13134/")
+		if err == nil {
+			resp.Body.Close()
+		}
+		return err == nil && resp.StatusCode == http.StatusOK
+	})
+	return gateway
+}
+
 // The example gateway configuration is valid for the custom Collector, as
 // shipped (OTLP only) and with its Prometheus exporter turned on; a
 // misspelt exporter in GATEWAY_EXPORTERS fails, naming it.

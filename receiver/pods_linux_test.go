@@ -2,7 +2,6 @@ package receiver
 
 import (
 	"fmt"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -30,14 +29,7 @@ func TestPodsThroughTheGateway(t *testing.T) {
 	a, b := h.RunPod(t, "shop", "cart"), h.RunPod(t, "db", "pg")
 
 	// With its opt-in Prometheus endpoint (:8890), which Prometheus scrapes.
-	gateway := start(t, []string{gatewayWithPrometheus}, bin, "--config", filepath.Join(repoRoot, "examples", "otelcol", "gateway.yaml"))
-	testenv.WaitFor(t, "the gateway's health check", func() bool {
-		resp, err := http.Get("http://127.0.0.1:13134/")
-		if err == nil {
-			resp.Body.Close()
-		}
-		return err == nil && resp.StatusCode == http.StatusOK
-	})
+	gateway := startGateway(t, bin)
 	agent := start(t, []string{"HOST_NAME=collector-node", "EBPFNET_INCLUDE=veth*", "EBPFNET_COLLECTION_INTERVAL=1s", "CNI_CACHE_DIR=" + h.CNICacheDir()},
 		bin, "--config", filepath.Join(repoRoot, "examples", "otelcol", "agent.yaml"))
 	dir := t.TempDir()
@@ -70,7 +62,7 @@ func TestPodsThroughTheGateway(t *testing.T) {
 	testenv.WaitFor(t, "both pods on every path", func() bool {
 		for _, sel := range paths {
 			s, err := promQuery(promAddr, fmt.Sprintf(`count(count by (k8s_pod_name) (k8s_pod_network_errors_total{%s}))`, sel))
-			if err != nil || len(s) != 1 || s[0].value != 2 {
+			if err != nil || len(s) != 1 || s[0].Value != 2 {
 				return false
 			}
 		}
@@ -85,7 +77,7 @@ func TestPodsThroughTheGateway(t *testing.T) {
 			return out
 		}
 		for _, x := range s {
-			out[x.labels["k8s_namespace_name"]+"/"+x.labels["k8s_pod_name"]] = x.value
+			out[x.Labels["k8s_namespace_name"]+"/"+x.Labels["k8s_pod_name"]] = int64(x.Value)
 		}
 		return out
 	}

@@ -37,7 +37,7 @@ func TestPrometheus3AttachErrorAlert(t *testing.T) {
 	waitQuery(t, addr, "one refusal, and no other attach error", "ebpfnet_attach_errors_total", func(r []promSample) bool {
 		got := map[string]float64{}
 		for _, s := range r {
-			got[s.labels["error_type"]] = s.value
+			got[s.Labels["error_type"]] = s.Value
 		}
 		return len(r) == 3 && got["max_interfaces"] == 1 && got["attach"] == 0 && got["file_limit"] == 0
 	})
@@ -123,7 +123,7 @@ func TestPrometheus3Dashboard(t *testing.T) {
 					return false
 				}
 				for _, s := range r {
-					if strings.Contains(legend, "{{host_name}}") && s.labels["host_name"] != hostname {
+					if strings.Contains(legend, "{{host_name}}") && s.Labels["host_name"] != hostname {
 						return false
 					}
 				}

@@ -107,7 +107,7 @@ func kernelByDirection(k testenv.Stats, bytes bool) map[string]float64 {
 func sameByDirection(r []promSample, want map[string]float64) bool {
 	got := map[string]float64{}
 	for _, s := range r {
-		got[s.labels["network_io_direction"]] += s.value
+		got[s.Labels["network_io_direction"]] += s.Value
 	}
 	if len(got) != len(want) {
 		return false
@@ -133,9 +133,9 @@ func sameClasses(r []promSample, want []otlptest.Series, times int64, bytes bool
 		}
 		found := false
 		for _, s := range r {
-			l := s.labels
+			l := s.Labels
 			if l["network_io_direction"] == w.Direction && l["network_type"] == w.NetworkType && l["network_transport"] == w.Transport {
-				found = s.value == float64(n*times)
+				found = s.Value == float64(n*times)
 			}
 		}
 		if !found {
@@ -205,7 +205,7 @@ func TestPrometheus3OTLP(t *testing.T) {
 	for _, s := range r {
 		// Identity: host.name promoted to a label; job and instance are
 		// service.name and service.instance.id.
-		if s.labels["host_name"] != hostname || s.labels["job"] != "ebpfnet" || len(s.labels["instance"]) != 36 {
+		if s.Labels["host_name"] != hostname || s.Labels["job"] != "ebpfnet" || len(s.Labels["instance"]) != 36 {
 			t.Fatalf("want host_name=%q, job=ebpfnet and instance a UUID (service.instance.id): %v", hostname, s)
 		}
 	}
@@ -248,7 +248,7 @@ func TestPrometheus3OTLP(t *testing.T) {
 		if err != nil || len(ts) != 1 {
 			t.Fatalf("timestamp of the last sample: %v %v", ts, err)
 		}
-		last := time.UnixMilli(int64(math.Round(ts[0].value * 1000)))
+		last := time.UnixMilli(int64(math.Round(ts[0].Value * 1000)))
 		rng := last.Sub(begin).Truncate(time.Millisecond) + time.Second
 		q := fmt.Sprintf("sum by (network_io_direction) (increase(%s[%dms]))", sel, rng.Milliseconds())
 		r, err := promQuery(addr, q, last)
@@ -288,8 +288,8 @@ func TestVictoriaMetrics(t *testing.T) {
 	for _, s := range checkExact(t, addr, p.Local, want, 1, kbase) {
 		// VictoriaMetrics makes every resource attribute a label, and
 		// makes no job or instance of them.
-		if s.labels["host_name"] != hostname || s.labels["service_name"] != "ebpfnet" || len(s.labels["service_instance_id"]) != 36 ||
-			s.labels["job"] != "" || s.labels["instance"] != "" {
+		if s.Labels["host_name"] != hostname || s.Labels["service_name"] != "ebpfnet" || len(s.Labels["service_instance_id"]) != 36 ||
+			s.Labels["job"] != "" || s.Labels["instance"] != "" {
 			t.Fatalf("want host_name=%q, service_name=ebpfnet, service_instance_id a UUID, and no job or instance: %v", hostname, s)
 		}
 	}

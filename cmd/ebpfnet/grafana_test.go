@@ -268,7 +268,7 @@ func TestAttachErrorAlertFires(t *testing.T) {
 	waitQuery(t, promAddr, "ebpfnet_attach_errors_total at 0 for every error_type", "ebpfnet_attach_errors_total", func(r []promSample) bool {
 		types := map[string]bool{}
 		for _, s := range r {
-			types[s.labels["error_type"]] = s.value == 0
+			types[s.Labels["error_type"]] = s.Value == 0
 		}
 		return len(r) == 3 && types["max_interfaces"] && types["attach"] && types["file_limit"]
 	})

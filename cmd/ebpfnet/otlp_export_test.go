@@ -184,15 +184,7 @@ func TestErrorsAndDropsFromTheKernel(t *testing.T) {
 
 	// veth drops (and counts as tx_dropped) a frame larger than its
 	// peer's MTU.
-	if err := testenv.RunIn(p.PeerNS, func() error {
-		l, err := netlink.LinkByIndex(p.PeerIndex)
-		if err != nil {
-			return err
-		}
-		return netlink.LinkSetMTU(l, 1000)
-	}); err != nil {
-		t.Fatal(err)
-	}
+	p.SetPeerMTU(t, 1000)
 	p.SendRawDropped(t, testenv.Cat(testenv.Eth(0x88b5), make([]byte, 1400)), 9)
 	l, err := netlink.LinkByName(p.Local)
 	if err != nil {

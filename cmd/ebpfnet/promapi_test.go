@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -11,41 +10,13 @@ import (
 )
 
 // promSample is one element of an instant query's vector.
-type promSample struct {
-	labels map[string]string
-	value  float64
-}
+type promSample = testenv.PromSample
 
 // promQuery runs an instant query (at now when at is zero) against a
 // Prometheus HTTP API (Prometheus' or VictoriaMetrics') with client_golang's
 // client, and returns the vector.
 func promQuery(addr, q string, at time.Time) ([]promSample, error) {
-	vec, err := testenv.PromQuery(addr, q, at)
-	if err != nil {
-		return nil, err
-	}
-	r := make([]promSample, 0, len(vec))
-	for _, e := range vec {
-		labels := make(map[string]string, len(e.Metric))
-		for k, v := range e.Metric {
-			labels[string(k)] = string(v)
-		}
-		r = append(r, promSample{labels, float64(e.Value)})
-	}
-	return r, nil
-}
-
-func (s promSample) String() string {
-	keys := make([]string, 0, len(s.labels))
-	for k := range s.labels {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	var b strings.Builder
-	for _, k := range keys {
-		fmt.Fprintf(&b, "%s=%q ", k, s.labels[k])
-	}
-	return fmt.Sprintf("{%s} %v", strings.TrimSpace(b.String()), s.value)
+	return testenv.PromQuery(addr, q, at)
 }
 
 // waitQuery waits until q's result satisfies ok, and returns it.

@@ -221,15 +221,7 @@ func TestParseStatsFromTheKernel(t *testing.T) {
 	p := testenv.NewPair(t, "kstats0")
 	// veth drops (and counts as tx_dropped) a frame longer than its
 	// peer's MTU.
-	if err := testenv.RunIn(p.PeerNS, func() error {
-		l, err := netlink.LinkByIndex(p.PeerIndex)
-		if err != nil {
-			return err
-		}
-		return netlink.LinkSetMTU(l, 1000)
-	}); err != nil {
-		t.Fatal(err)
-	}
+	p.SetPeerMTU(t, 1000)
 	const dropped = 9
 	p.SendRawDropped(t, testenv.Cat(testenv.Eth(0x88b5), make([]byte, 1400)), dropped)
 

@@ -3,6 +3,9 @@ package testenv
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/api"
@@ -20,9 +23,24 @@ func promAPI(addr string) (promv1.API, error) {
 	return promv1.NewAPI(c), nil
 }
 
+// PromSample is one element of an instant query's vector.
+type PromSample struct {
+	Labels map[string]string
+	Value  float64
+}
+
+func (s PromSample) String() string {
+	keys := slices.Sorted(maps.Keys(s.Labels))
+	var b strings.Builder
+	for _, k := range keys {
+		fmt.Fprintf(&b, "%s=%q ", k, s.Labels[k])
+	}
+	return fmt.Sprintf("{%s} %v", strings.TrimSpace(b.String()), s.Value)
+}
+
 // PromQuery runs an instant query at the time at (now when it is zero) and
 // returns the vector it gives; any other result is an error.
-func PromQuery(addr, query string, at time.Time) (model.Vector, error) {
+func PromQuery(addr, query string, at time.Time) ([]PromSample, error) {
 	a, err := promAPI(addr)
 	if err != nil {
 		return nil, err
@@ -40,7 +58,15 @@ func PromQuery(addr, query string, at time.Time) (model.Vector, error) {
 	if !ok {
 		return nil, fmt.Errorf("%s: a %s, not a vector", query, v.Type())
 	}
-	return vec, nil
+	out := make([]PromSample, 0, len(vec))
+	for _, e := range vec {
+		labels := make(map[string]string, len(e.Metric))
+		for k, v := range e.Metric {
+			labels[string(k)] = string(v)
+		}
+		out = append(out, PromSample{labels, float64(e.Value)})
+	}
+	return out, nil
 }
 
 // PromAlerts returns the alerts the server has, pending and firing.

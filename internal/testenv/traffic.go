@@ -268,15 +268,23 @@ func (p *Pair) SendRawPaged(t testing.TB, frame []byte, n int) {
 // SetMTU sets both ends' MTU.
 func (p *Pair) SetMTU(t testing.TB, mtu int) {
 	t.Helper()
-	set := func(name string) error {
-		l, err := netlink.LinkByName(name)
-		if err != nil {
-			return err
-		}
-		return netlink.LinkSetMTU(l, mtu)
+	p.must(t, setMTU(p.Local, mtu))
+	p.SetPeerMTU(t, mtu)
+}
+
+// SetPeerMTU sets the peer end's MTU alone: veth drops (and counts as
+// tx_dropped) a frame the local end sends longer than that.
+func (p *Pair) SetPeerMTU(t testing.TB, mtu int) {
+	t.Helper()
+	p.must(t, RunIn(p.PeerNS, func() error { return setMTU(p.Peer, mtu) }))
+}
+
+func setMTU(name string, mtu int) error {
+	l, err := netlink.LinkByName(name)
+	if err != nil {
+		return err
 	}
-	p.must(t, set(p.Local))
-	p.must(t, RunIn(p.PeerNS, func() error { return set(p.Peer) }))
+	return netlink.LinkSetMTU(l, mtu)
 }
 
 // SendRawDropped sends frame n times from the local end, where a program on
