@@ -252,7 +252,7 @@ func VLANFrame(dst, src net.HardwareAddr, tpids []uint16, payload int) []byte {
 // devices, so tagged frames are made by hand.
 func (p *Pair) SendRaw(t testing.TB, fromPeer bool, frame []byte, n int) {
 	t.Helper()
-	p.sendRaw(t, fromPeer, frame, n, false)
+	p.sendRaw(t, fromPeer, frame, n, false, false)
 }
 
 // SendRawPaged sends each frame n times from the local end so that only
@@ -262,7 +262,7 @@ func (p *Pair) SendRaw(t testing.TB, fromPeer bool, frame []byte, n int) {
 // The frame must be longer than a page, and the pair's MTU large enough.
 func (p *Pair) SendRawPaged(t testing.TB, frame []byte, n int) {
 	t.Helper()
-	p.sendRaw(t, false, frame, n, true)
+	p.sendRaw(t, false, frame, n, true, false)
 }
 
 // SetMTU sets both ends' MTU.
@@ -309,34 +309,16 @@ func (p *Pair) SendRawDropped(t testing.TB, frame []byte, n int) {
 // It returns how many frames the kernel took.
 func (p *Pair) SendRawLossy(t testing.TB, fromPeer bool, frame []byte, n int) int {
 	t.Helper()
-	taken := 0
-	send := func(ifindex int) error {
-		fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW, 0)
-		if err != nil {
-			return err
-		}
-		defer unix.Close(fd)
-		sa := &unix.SockaddrLinklayer{Ifindex: ifindex, Halen: 6}
-		for i := 0; i < n; i++ {
-			err := unix.Sendto(fd, frame, 0, sa)
-			if err == nil {
-				taken++
-			} else if !errors.Is(err, unix.ENOBUFS) {
-				return fmt.Errorf("send raw frame %d: %w", i, err)
-			}
-		}
-		return nil
-	}
-	if fromPeer {
-		p.must(t, RunIn(p.PeerNS, func() error { return send(p.PeerIndex) }))
-	} else {
-		p.must(t, send(p.LocalIndex))
-	}
-	return taken
+	return p.sendRaw(t, fromPeer, frame, n, false, true)
 }
 
-func (p *Pair) sendRaw(t testing.TB, fromPeer bool, frame []byte, n int, paged bool) {
+// sendRaw sends frame n times from one end, with only its link-layer
+// header linear where paged, and returns how many the kernel took; lossy
+// takes a refusal (ENOBUFS) as a frame lost, where it is otherwise an
+// error.
+func (p *Pair) sendRaw(t testing.TB, fromPeer bool, frame []byte, n int, paged, lossy bool) int {
 	t.Helper()
+	taken := 0
 	send := func(ifindex int) error {
 		fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW, 0)
 		if err != nil {
@@ -354,7 +336,11 @@ func (p *Pair) sendRaw(t testing.TB, fromPeer bool, frame []byte, n int, paged b
 		}
 		sa := &unix.SockaddrLinklayer{Ifindex: ifindex, Halen: 6}
 		for i := 0; i < n; i++ {
-			if err := unix.Sendto(fd, buf, 0, sa); err != nil {
+			switch err := unix.Sendto(fd, buf, 0, sa); {
+			case err == nil:
+				taken++
+			case lossy && errors.Is(err, unix.ENOBUFS):
+			default:
 				return fmt.Errorf("send raw frame %d: %w", i, err)
 			}
 		}
@@ -365,6 +351,7 @@ func (p *Pair) sendRaw(t testing.TB, fromPeer bool, frame []byte, n int, paged b
 	} else {
 		p.must(t, send(p.LocalIndex))
 	}
+	return taken
 }
 
 func (p *Pair) must(t testing.TB, err error) {
