@@ -80,7 +80,7 @@ func (p *Pair) sendUDP(v6, fromPeer bool, n, payload int) error {
 	if v6 {
 		local, peer = LocalIPv6, PeerIPv6
 	}
-	return p.sendUDPBetween(local, peer, fromPeer, n, payload)
+	return p.sendUDPBetween(local, peer, fromPeer, n, payload, arrival)
 }
 
 // SendUDPBetween is SendUDP between other addresses of the two sides, such
@@ -88,10 +88,14 @@ func (p *Pair) sendUDP(v6, fromPeer bool, n, payload int) error {
 // in the peer's.
 func (p *Pair) SendUDPBetween(t testing.TB, local, peer net.IP, fromPeer bool, n, payload int) {
 	t.Helper()
-	p.must(t, p.sendUDPBetween(local, peer, fromPeer, n, payload))
+	p.must(t, p.sendUDPBetween(local, peer, fromPeer, n, payload, arrival))
 }
 
-func (p *Pair) sendUDPBetween(local, peer net.IP, fromPeer bool, n, payload int) error {
+// arrival is how long a sender waits for its datagrams to arrive before it
+// reports how many did.
+const arrival = 10 * time.Second
+
+func (p *Pair) sendUDPBetween(local, peer net.IP, fromPeer bool, n, payload int, wait time.Duration) error {
 	network, src, dst := "udp4", peer, local
 	if local.To4() == nil {
 		network = "udp6"
@@ -130,7 +134,7 @@ func (p *Pair) sendUDPBetween(local, peer net.IP, fromPeer bool, n, payload int)
 	got := make(chan int, 1)
 	go func() {
 		b := make([]byte, 65536)
-		_ = rx.SetReadDeadline(time.Now().Add(10 * time.Second))
+		_ = rx.SetReadDeadline(time.Now().Add(wait))
 		for arrived.Load() < int64(n) {
 			if _, err := rx.Read(b); err != nil {
 				break
@@ -142,7 +146,7 @@ func (p *Pair) sendUDPBetween(local, peer net.IP, fromPeer bool, n, payload int)
 	// A window keeps a burst from overflowing the receiver's queues (veth
 	// with XDP has a 256-frame ring), so that every datagram arrives.
 	const window = 64
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(wait)
 	for i := 0; i < n; i++ {
 		for int64(i)-arrived.Load() >= window && time.Now().Before(deadline) {
 			time.Sleep(50 * time.Microsecond)

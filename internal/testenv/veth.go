@@ -213,13 +213,27 @@ func WaitQuiet(t testing.TB, name string, quiet time.Duration) {
 }
 
 // Reconnect makes the pair usable again after the local end went down and
-// up: it waits for the carrier, and puts back the static neighbours the
-// kernel flushed when the link went down.
+// up: it puts back the static neighbours the kernel flushed when the link
+// went down, and waits until a datagram passes each way. Both ends must be
+// up, and that is not enough: the kernel marks an end up before it gives
+// its transmit queue back (linkwatch sets the operstate, then activates the
+// qdisc), and the peer's turn can come later than the local end's; what is
+// sent before that is dropped. The probes are counted like any traffic.
 func (p *Pair) Reconnect(t testing.TB) {
 	t.Helper()
-	WaitFor(t, p.Local+" to be up", func() bool {
-		l, err := netlink.LinkByIndex(p.LocalIndex)
+	up := func(index int) bool {
+		l, err := netlink.LinkByIndex(index)
 		return err == nil && l.Attrs().OperState == netlink.OperUp
+	}
+	WaitFor(t, p.Local+" and its peer to be up", func() bool {
+		peerUp := false
+		_ = RunIn(p.PeerNS, func() error { peerUp = up(p.PeerIndex); return nil })
+		return up(p.LocalIndex) && peerUp
 	})
 	p.must(t, p.neighbours(PeerIPv4, PeerIPv6, p.Local, p.PeerMAC))
+	for _, fromPeer := range []bool{true, false} {
+		WaitFor(t, "a datagram to pass "+p.Local, func() bool {
+			return p.sendUDPBetween(LocalIPv4, PeerIPv4, fromPeer, 1, 1, 200*time.Millisecond) == nil
+		})
+	}
 }
