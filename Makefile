@@ -41,8 +41,11 @@ run: build
 # on this kernel and then on Debian 12's 6.1 kernel in a VM. The custom
 # Collector is built first, here, because the tests run in network
 # namespaces of their own that cannot reach the Go module proxy.
+# cmd/ebpfnet takes about 4 minutes under -race on 2 cores; -timeout leaves
+# room for a machine three times slower than that, where go test's default
+# of 10 minutes would not.
 test: prerequisites otelcol kubernetes-tools previous-release lint backends
-	$(GO) test -race -count=1 ./...
+	$(GO) test -race -count=1 -timeout 30m ./...
 	$(MAKE) --no-print-directory test-kernel
 
 # What make test needs, on Debian or Ubuntu, installed where missing:
