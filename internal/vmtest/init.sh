@@ -18,14 +18,29 @@ echo "vmtest: kernel $(uname -r)"
 passed=0 failed=0 skipped=0
 for t in /tests/*.test; do
 	name=$(basename $t .test)
-	$t -test.v -test.skip "$(cat /etc/skip)" -test.timeout 20m >/tmp/$name.out 2>&1
-	code=$?
-	cat /tmp/$name.out
+	start=$(cut -d. -f1 /proc/uptime)
+	echo "vmtest: $name: started at ${start}s"
+	# Streamed, so that the console shows how far a binary got if the VM
+	# is stopped before it ends.
+	# Each binary takes under 3 minutes here; go test's timeout leaves room
+	# for a machine three times slower. A binary that outlives even that
+	# is stuck in the kernel (a process in D state cannot end): the
+	# watchdog prints the blocked tasks, for the console to say where.
+	(
+		sleep 660
+		echo "vmtest: $name: still running after 660s; the kernel's blocked tasks and its last words:"
+		echo w >/proc/sysrq-trigger
+		dmesg | tail -150
+	) &
+	watchdog=$!
+	{ $t -test.v -test.skip "$(cat /etc/skip)" -test.timeout 10m; echo $? >/tmp/$name.code; } 2>&1 | tee /tmp/$name.out
+	kill $watchdog 2>/dev/null
+	code=$(cat /tmp/$name.code)
 	p=$(grep -c '^--- PASS' /tmp/$name.out)
 	f=$(grep -c '^--- FAIL' /tmp/$name.out)
 	s=$(grep -c '^--- SKIP' /tmp/$name.out)
 	[ $code -ne 0 ] && [ $f -eq 0 ] && f=1
-	echo "vmtest: $name: exit $code, $p passed, $f failed, $s skipped"
+	echo "vmtest: $name: exit $code, $p passed, $f failed, $s skipped, $(($(cut -d. -f1 /proc/uptime) - start))s"
 	passed=$((passed + p)) failed=$((failed + f)) skipped=$((skipped + s))
 done
 # What the kernel said about BPF, for when a test failed inexplicably.

@@ -106,17 +106,26 @@ printf '%s\n' "$skip" >rootfs/etc/skip
 (cd rootfs && find . | busybox cpio -o -H newc 2>/dev/null | gzip -1) >initramfs.gz
 
 echo "vmtest: booting $(basename "$kernel") with $(du -h initramfs.gz | cut -f1) of initramfs"
-timeout 1800 qemu-system-x86_64 -machine q35,accel=tcg -cpu max -m 2G -smp 2 \
+limit=1800
+code=0
+timeout $limit qemu-system-x86_64 -machine q35,accel=tcg -cpu max -m 2G -smp 2 \
 	-nographic -no-reboot -kernel "$kernel" -initrd initramfs.gz \
-	-append 'console=ttyS0 panic=-1 quiet' </dev/null >console.log 2>&1 || true
+	-append 'console=ttyS0 panic=-1 quiet' </dev/null >console.log 2>&1 || code=$?
 
 # The full console is in build/vmtest/console.log; here the verdicts.
 grep -aE '^(--- (FAIL|SKIP)|    --- (FAIL|SKIP)|vmtest)' console.log | tr -d '\r' || true
 if grep -aq '^vmtest: [0-9]* passed, 0 failed' console.log; then
 	exit 0
 fi
-if ! grep -aq '^vmtest: ' console.log; then
-	echo "vmtest: no result from the VM; the end of build/vmtest/console.log:" >&2
-	tail -40 console.log >&2
+if ! grep -aq '^vmtest: [0-9]* passed' console.log; then
+	if [ $code -eq 124 ]; then
+		echo "vmtest: the VM was stopped after ${limit}s, before it ended" >&2
+	else
+		echo "vmtest: the VM ended (qemu exit $code) before its closing line" >&2
+	fi
+	echo "vmtest: what the kernel said of stalls, lockups, memory and panics:" >&2
+	grep -aE 'rcu.*stall|soft lockup|hard LOCKUP|Out of memory|oom-kill|Kernel panic|BUG:|Oops|WARNING:|blocked for more than|unregister_netdevice: waiting' console.log | head -20 >&2 || true
+	echo "vmtest: the end of build/vmtest/console.log:" >&2
+	tail -60 console.log >&2
 fi
 exit 1
