@@ -20,26 +20,36 @@ for t in /tests/*.test; do
 	name=$(basename $t .test)
 	start=$(cut -d. -f1 /proc/uptime)
 	echo "vmtest: $name: started at ${start}s"
-	# Streamed, so that the console shows how far a binary got if the VM
-	# is stopped before it ends.
-	# Each binary takes under 3 minutes here; go test's timeout leaves room
-	# for a machine three times slower. A binary that outlives even that
-	# is stuck in the kernel (a process in D state cannot end): the
-	# watchdog prints the blocked tasks, for the console to say where.
-	(
-		sleep 660
-		echo "vmtest: $name: still running after 660s; the kernel's blocked tasks and its last words:"
+	# Streamed, so that the console shows how far a binary got. Each takes
+	# under 3 minutes here, also with the host loaded; go test's timeout
+	# leaves room for a machine three times slower. A binary that outlives
+	# it by a minute is stuck in the kernel (a process in D state cannot
+	# end): the kernel's blocked tasks are printed, the binary counts as
+	# failed, and the next one runs.
+	rm -f /tmp/$name.code
+	: >/tmp/$name.out
+	tail -f /tmp/$name.out &
+	streamer=$!
+	{ $t -test.v -test.skip "$(cat /etc/skip)" -test.timeout 10m >/tmp/$name.out 2>&1; echo $? >/tmp/$name.c && mv /tmp/$name.c /tmp/$name.code; } &
+	waited=0
+	while [ ! -e /tmp/$name.code ] && [ $waited -lt 660 ]; do
+		sleep 1
+		waited=$((waited + 1))
+	done
+	sleep 2 # for tail to print the last lines
+	kill $streamer
+	if [ -e /tmp/$name.code ]; then
+		code=$(cat /tmp/$name.code)
+	else
+		echo "vmtest: $name: stuck, still running after ${waited}s; the kernel's blocked tasks and its last words:"
 		echo w >/proc/sysrq-trigger
 		dmesg | tail -150
-	) &
-	watchdog=$!
-	{ $t -test.v -test.skip "$(cat /etc/skip)" -test.timeout 10m; echo $? >/tmp/$name.code; } 2>&1 | tee /tmp/$name.out
-	kill $watchdog 2>/dev/null
-	code=$(cat /tmp/$name.code)
+		code=stuck
+	fi
 	p=$(grep -c '^--- PASS' /tmp/$name.out)
 	f=$(grep -c '^--- FAIL' /tmp/$name.out)
 	s=$(grep -c '^--- SKIP' /tmp/$name.out)
-	[ $code -ne 0 ] && [ $f -eq 0 ] && f=1
+	[ "$code" != 0 ] && [ $f -eq 0 ] && f=1
 	echo "vmtest: $name: exit $code, $p passed, $f failed, $s skipped, $(($(cut -d. -f1 /proc/uptime) - start))s"
 	passed=$((passed + p)) failed=$((failed + f)) skipped=$((skipped + s))
 done
