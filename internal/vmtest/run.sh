@@ -117,6 +117,15 @@ grep -aE '^(--- (FAIL|SKIP)|    --- (FAIL|SKIP)|vmtest)' console.log | tr -d '\r
 if grep -aq '^vmtest: [0-9]* passed, 0 failed' console.log; then
 	exit 0
 fi
+# What each failed test said, without the sidecar's log lines.
+echo "vmtest: what the failed tests said:" >&2
+tr -d '\r' <console.log | awk '
+	/^=== RUN/ && $3 !~ /\// { block = "" }
+	{ block = block $0 "\n" }
+	/^--- FAIL/ { printf "%s", block; block = "" }' |
+	grep -avE ' level=|^=== (RUN|PAUSE|CONT|NAME)' | tail -60 >&2 || true
+# A binary that panicked (go test's timeout among them): where.
+grep -a -A30 '^panic: ' console.log | head -40 >&2 || true
 if ! grep -aq '^vmtest: [0-9]* passed' console.log; then
 	if [ $code -eq 124 ]; then
 		echo "vmtest: the VM was stopped after ${limit}s, before it ended" >&2
