@@ -70,12 +70,12 @@ func TestAdoptDetachesWhatChanged(t *testing.T) {
 func TestAdoptRefusesAnotherNamespace(t *testing.T) {
 	f := newFixture(t, 2, "tc", true, t.TempDir())
 	f.maps.meta = bpf.Meta{Layout: bpf.Layout, NetnsCookie: 77, NetnsInode: 4026532000}
-	f.maps.rows[0] = pinnedRow(2, "eth0", bpf.Layout, bpf.HookTC, bpf.HookTC)
-	f.names[2] = "eth0" // the same name and ifindex here: every container's eth0
+	f.maps.rows[0] = pinnedRow(2, "veth0", bpf.Layout, bpf.HookTC, bpf.HookTC)
+	f.names[2] = "veth0" // the same name and ifindex in both namespaces, as every container's first interface has; only the fakes see it
 	f.mechs[bpf.HookTC].on[[2]int{2, 0}] = true
 	err := f.m.start()
 	if !errors.Is(err, ErrForeignNetns) || !strings.Contains(err.Error(), "network namespace 4026532000") ||
-		!strings.Contains(err.Error(), "this is 4026531840") || !strings.Contains(err.Error(), "eth0 (ifindex 2) receive tc") {
+		!strings.Contains(err.Error(), "this is 4026531840") || !strings.Contains(err.Error(), "veth0 (ifindex 2) receive tc") {
 		t.Fatalf("another namespace's state: %v", err)
 	}
 	if f.mechs[bpf.HookTC].updates != 0 || len(f.m.AppendAttached(nil)) != 0 {
@@ -86,9 +86,9 @@ func TestAdoptRefusesAnotherNamespace(t *testing.T) {
 	// over, with one line.
 	g := newFixture(t, 2, "tcx", true, t.TempDir())
 	g.maps.meta = bpf.Meta{Layout: bpf.Layout, NetnsCookie: 77}
-	g.maps.rows[0] = pinnedRow(2, "eth0", bpf.Layout, bpf.HookTCX, bpf.HookTCX)
+	g.maps.rows[0] = pinnedRow(2, "veth0", bpf.Layout, bpf.HookTCX, bpf.HookTCX)
 	g.maps.slots[2] = fakeSlot{0, bpf.FramingEthernet}
-	g.names[2] = "eth0"
+	g.names[2] = "veth0"
 	if err := g.m.start(); err != nil {
 		t.Fatal(err)
 	}
